@@ -1,0 +1,40 @@
+"""Background jobs (django-rq). Jobs carry ids only; the database is the source of truth.
+
+Run a worker with: `python manage.py rqworker operations notifications default --with-scheduler`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import django_rq
+from rq import get_current_job
+
+from .audit import origin
+from .models import Application
+from .services import slots_refresh
+
+log = logging.getLogger(__name__)
+
+
+def _job_origin() -> dict[str, str]:
+    job = get_current_job()
+    return {"via": "job", "job_id": job.id if job else ""}
+
+
+def refresh_application_slots(application_id: int) -> dict[str, object]:
+    """Read an application's slots from its provider into Slipway. Safe to run any number of times."""
+    application = Application.objects.filter(pk=application_id).first()
+    if application is None:
+        log.warning("refresh_application_slots: application %s no longer exists", application_id)
+        return {"skipped": "application no longer exists"}
+    with origin(**_job_origin()):
+        result = slots_refresh(application=application)
+    if result.error:
+        log.warning("slot refresh of %s failed: %s", application.slug, result.error)
+    return {"changed": result.changed, "unchanged": result.unchanged, "error": result.error}
+
+
+def enqueue_slots_refresh(application: Application) -> None:
+    """Queue a refresh; it is sent to Redis when the surrounding transaction commits."""
+    django_rq.get_queue("default").enqueue(refresh_application_slots, application.pk)

@@ -1,0 +1,542 @@
+"""The release-management domain.
+
+Models hold data and database-level invariants only. State changes live in `releases.services`
+(one function per transition), reads that are more than a one-liner in `releases.selectors`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Use lower-case letters, digits and hyphens.")
+
+
+class Provider(models.TextChoices):
+    SIMULATOR = "simulator", "Simulator (built in)"
+    AZURE = "azure", "Azure App Service"
+
+
+class StrategyKind(models.TextChoices):
+    BLUE_GREEN = "blue_green", "Blue-green slot swap"
+    CANARY = "canary", "Canary"
+    RINGS = "rings", "Progressive exposure (rings)"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class Application(models.Model):
+    """A web app hosted on one provider site, with its slots and environments."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=60, unique=True, validators=[slug_validator])
+    team = models.CharField(max_length=100, help_text="Owning team; used to filter the dashboard.")
+    description = models.TextField(blank=True)
+    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.SIMULATOR)
+    azure_subscription_id = models.CharField(max_length=64, blank=True)
+    azure_resource_group = models.CharField(max_length=90, blank=True)
+    azure_site_name = models.CharField(max_length=60, blank=True)
+    health_check_path = models.CharField(max_length=200, default="/healthz")
+    default_strategy = models.CharField(max_length=20, choices=StrategyKind.choices, default=StrategyKind.BLUE_GREEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    slots_refresh_requested_at = models.DateTimeField(null=True, blank=True)
+    slots_refreshed_at = models.DateTimeField(null=True, blank=True)
+    slots_refresh_error = models.TextField(blank=True, help_text="Why the last slot refresh failed, if it did.")
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("administer_portal", "Can administer Slipway: applications, policies, tokens")]
+        constraints = [
+            models.CheckConstraint(
+                name="application_azure_coordinates_complete",
+                condition=~Q(provider=Provider.AZURE)
+                | (~Q(azure_subscription_id="") & ~Q(azure_resource_group="") & ~Q(azure_site_name="")),
+                violation_error_message="An Azure application needs a subscription, resource group and site name.",
+            ),
+            models.CheckConstraint(name="application_health_path_absolute", condition=Q(health_check_path__startswith="/")),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("application_detail", args=[self.slug])
+
+    @property
+    def slots_refresh_pending(self) -> bool:
+        requested, done = self.slots_refresh_requested_at, self.slots_refreshed_at
+        return requested is not None and (done is None or done < requested)
+
+    @property
+    def production_environment(self) -> Environment | None:
+        return self.environments.filter(stage=Stage.PRODUCTION).select_related("slot").first()
+
+
+class Slot(models.Model):
+    """A deployment slot of an application's site (App Service: `production`, `staging`, ...).
+
+    The fields below are Slipway's last *observed* view of the slot, refreshed from the provider.
+    """
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="slots")
+    name = models.CharField(max_length=60, validators=[slug_validator])
+    hostname = models.CharField(max_length=255, blank=True)
+    is_production = models.BooleanField(default=False, help_text="The site's main slot, which takes live traffic.")
+    current_release = models.ForeignKey(
+        "Release", on_delete=models.SET_NULL, null=True, blank=True, related_name="running_in_slots"
+    )
+    running_version = models.CharField(max_length=100, blank=True, help_text="Version the provider reports.")
+    traffic_percent = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(100)],
+        help_text="Share of production traffic routed to this slot.",
+    )
+    health = models.CharField(max_length=20, choices=Health.choices, default=Health.UNKNOWN)
+    health_detail = models.CharField(max_length=500, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["application", "-is_production", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "name"], name="slot_name_unique_per_application"),
+            models.UniqueConstraint(
+                fields=["application"], condition=Q(is_production=True), name="one_production_slot_per_application"
+            ),
+            models.CheckConstraint(name="slot_traffic_percent_range", condition=Q(traffic_percent__lte=100)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application.name} / {self.name}"
+
+
+class Stage(models.TextChoices):
+    DEV = "dev", "Development"
+    TEST = "test", "Test"
+    PREPRODUCTION = "preprod", "Pre-production"
+    PRODUCTION = "prod", "Production"
+
+
+STAGE_ORDER = {Stage.DEV: 10, Stage.TEST: 20, Stage.PREPRODUCTION: 30, Stage.PRODUCTION: 40}
+
+
+class Environment(models.Model):
+    """An ordered stage of an application, bound to exactly one slot (and a slot to at most one stage)."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="environments")
+    stage = models.CharField(max_length=20, choices=Stage.choices)
+    name = models.CharField(max_length=60)
+    position = models.PositiveSmallIntegerField(help_text="Order of promotion, lowest first.")
+    slot = models.OneToOneField(Slot, on_delete=models.PROTECT, related_name="environment")
+
+    class Meta:
+        ordering = ["application", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "stage"], name="environment_stage_unique_per_application"),
+            models.UniqueConstraint(fields=["application", "position"], name="environment_position_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application.name} / {self.name}"
+
+
+class ReleaseStatus(models.TextChoices):
+    REGISTERED = "registered", "Registered"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    ROLLING_OUT = "rolling_out", "Rolling out"
+    LIVE = "live", "Live"
+    SUPERSEDED = "superseded", "Superseded"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    FAILED = "failed", "Failed"
+
+
+RELEASE_TERMINAL = frozenset({ReleaseStatus.REJECTED, ReleaseStatus.ROLLED_BACK, ReleaseStatus.FAILED})
+
+
+class Release(models.Model):
+    """A build of an application, moving from registration to production (the lifecycle is in services)."""
+
+    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="releases")
+    version = models.CharField(max_length=100)
+    build_id = models.CharField(max_length=100, blank=True)
+    commit_sha = models.CharField(max_length=64, blank=True)
+    branch = models.CharField(max_length=200, blank=True)
+    notes = models.TextField(blank=True)
+    artifact_url = models.URLField(max_length=500, blank=True)
+    deployed_slot = models.ForeignKey(
+        Slot, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="Slot the build went to."
+    )
+    status = models.CharField(max_length=20, choices=ReleaseStatus.choices, default=ReleaseStatus.REGISTERED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="releases_created"
+    )
+    created_at = models.DateTimeField()
+    status_changed_at = models.DateTimeField()
+    approved_at = models.DateTimeField(null=True, blank=True)
+    live_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("approve_release", "Can approve or reject releases"),
+            ("promote_release", "Can promote releases and run operations"),
+            ("rollback_release", "Can roll back releases"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "version"], name="release_version_unique_per_application"),
+            models.UniqueConstraint(
+                fields=["application"], condition=Q(status=ReleaseStatus.LIVE), name="one_live_release_per_application"
+            ),
+            models.CheckConstraint(name="release_version_not_blank", condition=~Q(version="")),
+            models.CheckConstraint(
+                name="release_status_valid", condition=Q(status__in=ReleaseStatus.values)
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="release_status_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.application.name} {self.version}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("release_detail", args=[self.pk])
+
+
+class ApprovalPolicy(models.Model):
+    """The rules an environment applies before a release may be promoted into it."""
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="approval_policy")
+    approvals_required = models.PositiveSmallIntegerField(default=1, help_text="0 means no approval is needed.")
+    approver_groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    approver_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    forbid_self_approval = models.BooleanField(
+        default=True, help_text="Whoever created or registered a release may not approve it."
+    )
+    expiry_hours = models.PositiveIntegerField(default=72, help_text="A pending request lapses after this long.")
+    auto_promote = models.BooleanField(default=False, help_text="Promote automatically once approved.")
+    require_healthy_slot = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "approval policies"
+        constraints = [
+            models.CheckConstraint(name="policy_expiry_positive", condition=Q(expiry_hours__gte=1)),
+            models.CheckConstraint(name="policy_approvals_at_most_10", condition=Q(approvals_required__lte=10)),
+        ]
+
+    def __str__(self) -> str:
+        return f"Policy for {self.environment}"
+
+
+class FreezeWindow(models.Model):
+    """A period during which promotion into the policy's environment is refused.
+
+    Weekly windows recur (for example Friday 16:00 to Monday 08:00 in the policy's time zone);
+    dated windows cover a fixed span (a holiday freeze).
+    """
+
+    class Kind(models.TextChoices):
+        WEEKLY = "weekly", "Every week"
+        DATED = "dated", "Dated"
+
+    policy = models.ForeignKey(ApprovalPolicy, on_delete=models.CASCADE, related_name="freeze_windows")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    timezone = models.CharField(max_length=64, default="UTC")
+    start_weekday = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(6)])
+    start_time = models.TimeField(null=True, blank=True)
+    end_weekday = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(6)])
+    end_time = models.TimeField(null=True, blank=True)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="freeze_window_fields_match_kind",
+                condition=(
+                    Q(kind="weekly", start_weekday__isnull=False, start_time__isnull=False, end_weekday__isnull=False,
+                      end_time__isnull=False, starts_at__isnull=True, ends_at__isnull=True)
+                    | Q(kind="dated", starts_at__isnull=False, ends_at__isnull=False, start_weekday__isnull=True,
+                        end_weekday__isnull=True)
+                ),
+            ),
+            models.CheckConstraint(
+                name="freeze_window_dated_ends_after_start",
+                condition=Q(kind="weekly") | Q(ends_at__gt=models.F("starts_at")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApprovalRequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    SUPERSEDED = "superseded", "Superseded"
+
+
+class ApprovalRequest(models.Model):
+    """A request for approval of one release into one environment, settled by decisions."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="approval_requests")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="approval_requests")
+    status = models.CharField(
+        max_length=20, choices=ApprovalRequestStatus.choices, default=ApprovalRequestStatus.PENDING
+    )
+    approvals_required = models.PositiveSmallIntegerField(help_text="Copied from the policy when requested.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["release", "environment"],
+                condition=Q(status=ApprovalRequestStatus.PENDING),
+                name="one_pending_request_per_release_environment",
+            ),
+            models.CheckConstraint(name="request_expires_after_creation", condition=Q(expires_at__gt=models.F("created_at"))),
+            models.CheckConstraint(
+                name="request_settled_iff_not_pending",
+                condition=Q(status=ApprovalRequestStatus.PENDING, settled_at__isnull=True)
+                | (~Q(status=ApprovalRequestStatus.PENDING) & Q(settled_at__isnull=False)),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval of {self.release} for {self.environment.name}"
+
+
+class ApprovalDecision(models.Model):
+    class Verdict(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        REJECT = "reject", "Rejected"
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="decisions")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approval_decisions")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    comment = models.TextField(blank=True)
+    decided_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["decided_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "approver"], name="one_decision_per_approver_per_request"),
+            models.CheckConstraint(
+                name="rejection_needs_comment",
+                condition=Q(verdict="approve") | ~Q(comment=""),
+                violation_error_message="A rejection needs a comment.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approver} {self.get_verdict_display().lower()} {self.request.release}"
+
+
+class OperationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    ROLLING_BACK = "rolling_back", "Rolling back"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPERATION_ACTIVE = frozenset(
+    {OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.PAUSED, OperationStatus.ROLLING_BACK}
+)
+
+
+class Operation(models.Model):
+    """One background run against an application's production (promotion or rollback).
+
+    The RQ job carries only this row's id; the row and its steps are the source of truth.
+    """
+
+    class Kind(models.TextChoices):
+        PROMOTE = "promote", "Promotion"
+        ROLLBACK = "rollback", "Rollback"
+
+    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="operations")
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="operations")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="operations")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    strategy = models.CharField(max_length=20, choices=StrategyKind.choices, blank=True)
+    status = models.CharField(max_length=20, choices=OperationStatus.choices, default=OperationStatus.PENDING)
+    parameters = models.JSONField(default=dict, blank=True, help_text="Strategy options chosen for this run.")
+    reason = models.TextField(blank=True, help_text="Why it was started (required for rollbacks).")
+    error = models.TextField(blank=True, help_text="Why it failed, in words a person can act on.")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from a worker.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application"],
+                condition=Q(status__in=sorted(OPERATION_ACTIVE)),
+                name="one_active_operation_per_application",
+                violation_error_message="Another operation is already running on this application.",
+            ),
+            models.CheckConstraint(
+                name="operation_finished_iff_terminal",
+                condition=Q(status__in=sorted(OPERATION_ACTIVE), finished_at__isnull=True)
+                | (~Q(status__in=sorted(OPERATION_ACTIVE)) & Q(finished_at__isnull=False)),
+            ),
+            models.CheckConstraint(
+                name="rollback_needs_reason", condition=~Q(kind="rollback") | ~Q(reason="")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.release} ({self.get_status_display().lower()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in OPERATION_ACTIVE
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    WAITING = "waiting", "Waiting"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class OperationStep(models.Model):
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=40, help_text="Step type understood by the engine, e.g. swap, set_traffic.")
+    title = models.CharField(max_length=200)
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=StepStatus.choices, default=StepStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    progress = models.PositiveSmallIntegerField(default=0, validators=[MinValueValidator(0), MaxValueValidator(100)])
+    detail = models.JSONField(default=dict, blank=True, help_text="Outcome data (metrics, verdicts, provider ids).")
+    log = models.TextField(blank=True)
+    resume_token = models.TextField(blank=True, help_text="Provider continuation token for a long-running call.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["operation", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["operation", "position"], name="step_position_unique_per_operation"),
+            models.CheckConstraint(name="step_progress_range", condition=Q(progress__lte=100)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.title}"
+
+
+class AuditEvent(models.Model):
+    """One recorded state change: who did what to which object, when, with the state before and after.
+
+    Rows are only ever inserted (by `releases.audit.audit_record`), inside the transaction of the change.
+    """
+
+    created_at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
+    )
+    actor_label = models.CharField(max_length=200, help_text="Who, as shown: a username, a token, or 'system'.")
+    action = models.CharField(max_length=80, db_index=True)
+    object_type = models.CharField(max_length=60)
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=300)
+    application = models.ForeignKey(
+        Application, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    origin = models.JSONField(default=dict, blank=True, help_text="Request id, IP address, user agent or job id.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["object_type", "object_id", "-created_at"], name="audit_object_idx"),
+            models.Index(fields=["application", "-created_at"], name="audit_application_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_repr}"
+
+
+class ApiToken(models.Model):
+    """A scoped credential for pipelines. Only a SHA-256 of the secret is stored; the secret is shown once."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read everything"
+        RELEASES_WRITE = "releases:write", "Register releases and request approval"
+        OPERATIONS_WRITE = "operations:write", "Promote, pause, resume and roll back"
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public part, shown in lists and logs.")
+    secret_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="token_name_unique_per_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class SimulatorSlot(models.Model):
+    """The simulator provider's world: what 'the cloud' runs in each slot.
+
+    Kept apart from `Slot` (Slipway's observed view) so that refreshing, swapping and fault
+    injection behave as they would against a real provider.
+    """
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="simulator_slots")
+    slot_name = models.CharField(max_length=60)
+    version = models.CharField(max_length=100, blank=True)
+    healthy = models.BooleanField(default=True)
+    routing_percent = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["application", "slot_name"], name="simulator_slot_unique"),
+            models.CheckConstraint(name="simulator_routing_range", condition=Q(routing_percent__lte=100)),
+        ]
+
+    def __str__(self) -> str:
+        return f"sim:{self.application.slug}/{self.slot_name}"

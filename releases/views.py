@@ -1,0 +1,166 @@
+"""Pages of the portal. Views parse input, call a service or selector, render; nothing more."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseStopPolling
+
+from portal import clock
+from portal.roles import Role, has_role, require_role, role_required
+
+from . import selectors, services
+from .forms import ReleaseActionForm, ReleaseRegisterForm
+from .jobs import enqueue_slots_refresh
+from .models import Application, ReleaseStatus
+from .services import DomainError
+
+# The release actions offered on the release page: the role each needs, the service that performs
+# it, and its lifecycle transition (which says from which states it is possible).
+RELEASE_ACTIONS = {
+    "request_approval": (Role.RELEASE_MANAGER, services.release_request_approval, "release.approval_requested"),
+    "approve": (Role.APPROVER, services.release_approve, "release.approved"),
+    "reject": (Role.APPROVER, services.release_reject, "release.rejected"),
+}
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    team = request.GET.get("team", "")
+    stages, rows = selectors.dashboard_rows(team=team)
+    return render(
+        request,
+        "releases/dashboard.html",
+        {"stages": stages, "rows": rows, "teams": selectors.teams(), "team": team},
+    )
+
+
+@require_GET
+@role_required(Role.VIEWER)
+@vary_on_headers("HX-Request")
+def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    application = get_object_or_404(Application, slug=slug)
+    environments = application.environments.select_related("slot", "slot__current_release")
+    context = {"application": application, "environments": environments}
+    if request.htmx:
+        response = render(request, "releases/application_detail.html#slots", context)
+        # Stop polling once the refresh the page asked for has landed.
+        return response if application.slots_refresh_pending else _stop_polling(response)
+    context["releases"] = selectors.releases_for(application=application)[:20]
+    context["events"] = application.audit_events.all()[:20]
+    return render(request, "releases/application_detail.html", context)
+
+
+def _stop_polling(response: HttpResponse) -> HttpResponse:
+    stop = HttpResponseStopPolling(response.content)
+    stop["Content-Type"] = response["Content-Type"]
+    return stop
+
+
+@require_POST
+@role_required(Role.VIEWER)
+def application_refresh_slots(request: HttpRequest, slug: str) -> HttpResponse:
+    application = get_object_or_404(Application, slug=slug)
+    with transaction.atomic():
+        Application.objects.filter(pk=application.pk).update(slots_refresh_requested_at=clock.now())
+        enqueue_slots_refresh(application)  # sent to Redis on commit
+    messages.info(request, f"Refreshing the slots of {application.name} in the background.")
+    return redirect(application)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def release_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    if status not in ReleaseStatus.values:
+        status = ""
+    page = Paginator(selectors.releases_for(status=status), 50).get_page(request.GET.get("page"))
+    return render(
+        request, "releases/release_list.html", {"page": page, "status": status, "statuses": ReleaseStatus.choices}
+    )
+
+
+@role_required(Role.RELEASE_MANAGER)
+def release_register(request: HttpRequest) -> HttpResponse:
+    form = ReleaseRegisterForm(request.POST or None, initial={"application": request.GET.get("application")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            release = services.release_register(
+                application=data["application"],
+                version=data["version"],
+                actor=request.user,
+                build_id=data["build_id"],
+                commit_sha=data["commit_sha"],
+                branch=data["branch"],
+                notes=data["notes"],
+                artifact_url=data["artifact_url"],
+                deployed_slot=data["deployed_slot"],
+            )
+        except DomainError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Registered {release}.")
+            return redirect(release)
+    return render(request, "releases/release_register.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    release = get_object_or_404(selectors.releases_for(), pk=pk)
+    return render(request, "releases/release_detail.html", _release_context(request, release, ReleaseActionForm()))
+
+
+def _release_context(request: HttpRequest, release, form: ReleaseActionForm) -> dict:
+    actions = [
+        name
+        for name, (role, _service, transition) in RELEASE_ACTIONS.items()
+        if release.status in services.TRANSITIONS[transition].sources and has_role(request.user, role)
+    ]
+    return {
+        "release": release,
+        "actions": actions,
+        "form": form,
+        "events": selectors.audit_trail_of(release),
+        "operations": release.operations.all(),
+    }
+
+
+@require_POST
+@role_required(Role.VIEWER)
+def release_action(request: HttpRequest, pk: int) -> HttpResponse:
+    release = get_object_or_404(selectors.releases_for(), pk=pk)
+    form = ReleaseActionForm(request.POST)
+    if not form.is_valid():
+        context = _release_context(request, release, form)
+        return render(request, "releases/release_detail.html", context, status=400)
+    role, service, _transition = RELEASE_ACTIONS[form.cleaned_data["action"]]
+    require_role(request.user, role)
+    try:
+        service(release=release, actor=request.user, reason=form.cleaned_data["reason"])
+    except DomainError as exc:
+        messages.error(request, str(exc))
+        return render(
+            request, "releases/release_detail.html", _release_context(request, release, form), status=409
+        )
+    messages.success(request, f"{release}: {release.get_status_display().lower()}.")
+    return redirect(release)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def audit_list(request: HttpRequest) -> HttpResponse:
+    filters = {key: request.GET.get(key, "").strip() for key in ("application", "action", "actor", "text")}
+    page = Paginator(selectors.audit_events(**filters), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "releases/audit_list.html",
+        {"page": page, "filters": filters, "applications": Application.objects.all()},
+    )
