@@ -15,7 +15,16 @@ class ReleaseRegisterForm(forms.ModelForm):
 
     class Meta:
         model = Release
-        fields = ["application", "version", "build_id", "commit_sha", "branch", "artifact_url", "deployed_slot", "notes"]
+        fields = [
+            "application",
+            "version",
+            "build_id",
+            "commit_sha",
+            "branch",
+            "artifact_url",
+            "deployed_slot",
+            "notes",
+        ]
         widgets = {"notes": forms.Textarea(attrs={"rows": 5})}
 
     def clean_version(self) -> str:
@@ -25,7 +34,9 @@ class ReleaseRegisterForm(forms.ModelForm):
         data = super().clean()
         application, slot = data.get("application"), data.get("deployed_slot")
         if application and slot and slot.application_id != application.pk:
-            self.add_error("deployed_slot", f"{slot.name} is a slot of {slot.application.name}, not {application.name}.")
+            self.add_error(
+                "deployed_slot", f"{slot.name} is a slot of {slot.application.name}, not {application.name}."
+            )
         version = data.get("version")
         if application and version and Release.objects.filter(application=application, version=version).exists():
             self.add_error("version", f"{application.name} already has a release {version}.")
@@ -37,7 +48,9 @@ class ReleaseRegisterForm(forms.ModelForm):
 
 
 class ReleaseActionForm(forms.Form):
-    action = forms.ChoiceField(choices=[("request_approval", "Request approval"), ("approve", "Approve"), ("reject", "Reject")])
+    action = forms.ChoiceField(
+        choices=[("request_approval", "Request approval"), ("approve", "Approve"), ("reject", "Reject")]
+    )
     reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
 
     def clean(self) -> dict:

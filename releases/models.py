@@ -62,7 +62,9 @@ class Application(models.Model):
                 | (~Q(azure_subscription_id="") & ~Q(azure_resource_group="") & ~Q(azure_site_name="")),
                 violation_error_message="An Azure application needs a subscription, resource group and site name.",
             ),
-            models.CheckConstraint(name="application_health_path_absolute", condition=Q(health_check_path__startswith="/")),
+            models.CheckConstraint(
+                name="application_health_path_absolute", condition=Q(health_check_path__startswith="/")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -198,9 +200,7 @@ class Release(models.Model):
                 fields=["application"], condition=Q(status=ReleaseStatus.LIVE), name="one_live_release_per_application"
             ),
             models.CheckConstraint(name="release_version_not_blank", condition=~Q(version="")),
-            models.CheckConstraint(
-                name="release_status_valid", condition=Q(status__in=ReleaseStatus.values)
-            ),
+            models.CheckConstraint(name="release_status_valid", condition=Q(status__in=ReleaseStatus.values)),
         ]
         indexes = [models.Index(fields=["status", "-created_at"], name="release_status_created_idx")]
 
@@ -264,10 +264,22 @@ class FreezeWindow(models.Model):
             models.CheckConstraint(
                 name="freeze_window_fields_match_kind",
                 condition=(
-                    Q(kind="weekly", start_weekday__isnull=False, start_time__isnull=False, end_weekday__isnull=False,
-                      end_time__isnull=False, starts_at__isnull=True, ends_at__isnull=True)
-                    | Q(kind="dated", starts_at__isnull=False, ends_at__isnull=False, start_weekday__isnull=True,
-                        end_weekday__isnull=True)
+                    Q(
+                        kind="weekly",
+                        start_weekday__isnull=False,
+                        start_time__isnull=False,
+                        end_weekday__isnull=False,
+                        end_time__isnull=False,
+                        starts_at__isnull=True,
+                        ends_at__isnull=True,
+                    )
+                    | Q(
+                        kind="dated",
+                        starts_at__isnull=False,
+                        ends_at__isnull=False,
+                        start_weekday__isnull=True,
+                        end_weekday__isnull=True,
+                    )
                 ),
             ),
             models.CheckConstraint(
@@ -312,7 +324,9 @@ class ApprovalRequest(models.Model):
                 condition=Q(status=ApprovalRequestStatus.PENDING),
                 name="one_pending_request_per_release_environment",
             ),
-            models.CheckConstraint(name="request_expires_after_creation", condition=Q(expires_at__gt=models.F("created_at"))),
+            models.CheckConstraint(
+                name="request_expires_after_creation", condition=Q(expires_at__gt=models.F("created_at"))
+            ),
             models.CheckConstraint(
                 name="request_settled_iff_not_pending",
                 condition=Q(status=ApprovalRequestStatus.PENDING, settled_at__isnull=True)
@@ -407,9 +421,7 @@ class Operation(models.Model):
                 condition=Q(status__in=sorted(OPERATION_ACTIVE), finished_at__isnull=True)
                 | (~Q(status__in=sorted(OPERATION_ACTIVE)) & Q(finished_at__isnull=False)),
             ),
-            models.CheckConstraint(
-                name="rollback_needs_reason", condition=~Q(kind="rollback") | ~Q(reason="")
-            ),
+            models.CheckConstraint(name="rollback_needs_reason", condition=~Q(kind="rollback") | ~Q(reason="")),
         ]
 
     def __str__(self) -> str:

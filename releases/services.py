@@ -18,9 +18,9 @@ from portal import clock
 from .audit import audit_record, snapshot
 from .models import (
     Application,
+    Release,
     ReleaseStatus,
     Slot,
-    Release,
 )
 
 S = ReleaseStatus
@@ -43,26 +43,76 @@ class Transition:
 TRANSITIONS: dict[str, Transition] = {
     t.action: t
     for t in [
-        Transition("release.approval_requested", frozenset({S.REGISTERED}), S.AWAITING_APPROVAL,
-                   "sent for approval", "Only a newly registered release (or one whose request lapsed) can be."),
-        Transition("release.approval_lapsed", frozenset({S.AWAITING_APPROVAL}), S.REGISTERED,
-                   "returned to registered", "Only a release awaiting approval can lapse."),
-        Transition("release.approved", frozenset({S.AWAITING_APPROVAL}), S.APPROVED,
-                   "approved", "A release must be awaiting approval to be approved."),
-        Transition("release.rejected", frozenset({S.AWAITING_APPROVAL}), S.REJECTED,
-                   "rejected", "A release must be awaiting approval to be rejected."),
-        Transition("release.rollout_started", frozenset({S.APPROVED}), S.ROLLING_OUT,
-                   "rolled out", "Only an approved release can be promoted."),
-        Transition("release.went_live", frozenset({S.ROLLING_OUT}), S.LIVE,
-                   "marked live", "Only a release that is rolling out can go live."),
-        Transition("release.rollout_failed", frozenset({S.ROLLING_OUT}), S.FAILED,
-                   "marked failed", "Only a release that is rolling out can fail."),
-        Transition("release.rolled_back", frozenset({S.ROLLING_OUT, S.LIVE}), S.ROLLED_BACK,
-                   "rolled back", "Only a release that is rolling out or live can be rolled back."),
-        Transition("release.superseded", frozenset({S.LIVE}), S.SUPERSEDED,
-                   "superseded", "Only the live release can be superseded."),
-        Transition("release.restored", frozenset({S.SUPERSEDED}), S.LIVE,
-                   "restored to production", "Only a release that was live before can be restored by a rollback."),
+        Transition(
+            "release.approval_requested",
+            frozenset({S.REGISTERED}),
+            S.AWAITING_APPROVAL,
+            "sent for approval",
+            "Only a newly registered release (or one whose request lapsed) can be.",
+        ),
+        Transition(
+            "release.approval_lapsed",
+            frozenset({S.AWAITING_APPROVAL}),
+            S.REGISTERED,
+            "returned to registered",
+            "Only a release awaiting approval can lapse.",
+        ),
+        Transition(
+            "release.approved",
+            frozenset({S.AWAITING_APPROVAL}),
+            S.APPROVED,
+            "approved",
+            "A release must be awaiting approval to be approved.",
+        ),
+        Transition(
+            "release.rejected",
+            frozenset({S.AWAITING_APPROVAL}),
+            S.REJECTED,
+            "rejected",
+            "A release must be awaiting approval to be rejected.",
+        ),
+        Transition(
+            "release.rollout_started",
+            frozenset({S.APPROVED}),
+            S.ROLLING_OUT,
+            "rolled out",
+            "Only an approved release can be promoted.",
+        ),
+        Transition(
+            "release.went_live",
+            frozenset({S.ROLLING_OUT}),
+            S.LIVE,
+            "marked live",
+            "Only a release that is rolling out can go live.",
+        ),
+        Transition(
+            "release.rollout_failed",
+            frozenset({S.ROLLING_OUT}),
+            S.FAILED,
+            "marked failed",
+            "Only a release that is rolling out can fail.",
+        ),
+        Transition(
+            "release.rolled_back",
+            frozenset({S.ROLLING_OUT, S.LIVE}),
+            S.ROLLED_BACK,
+            "rolled back",
+            "Only a release that is rolling out or live can be rolled back.",
+        ),
+        Transition(
+            "release.superseded",
+            frozenset({S.LIVE}),
+            S.SUPERSEDED,
+            "superseded",
+            "Only the live release can be superseded.",
+        ),
+        Transition(
+            "release.restored",
+            frozenset({S.SUPERSEDED}),
+            S.LIVE,
+            "restored to production",
+            "Only a release that was live before can be restored by a rollback.",
+        ),
     ]
 }
 
@@ -203,9 +253,7 @@ def release_go_live(*, release: Release, actor: Any = None, reason: str = "") ->
     """
     with transaction.atomic():
         previous = (
-            Release.objects.filter(application_id=release.application_id, status=S.LIVE)
-            .exclude(pk=release.pk)
-            .first()
+            Release.objects.filter(application_id=release.application_id, status=S.LIVE).exclude(pk=release.pk).first()
         )
         if previous is not None:
             _transition(previous, "release.superseded", actor=actor, reason=f"Superseded by {release.version}")
@@ -241,7 +289,8 @@ def slots_refresh(*, application: Application, actor: Any = None) -> RefreshResu
     with transaction.atomic():
         slots = {s.name: s for s in Slot.objects.select_for_update().filter(application=application)}
         releases_by_version = {
-            r.version: r for r in Release.objects.filter(application=application, version__in=[s.version for s in states.values()])
+            r.version: r
+            for r in Release.objects.filter(application=application, version__in=[s.version for s in states.values()])
         }
         for name, slot in slots.items():
             state = states.get(name)
@@ -258,8 +307,15 @@ def slots_refresh(*, application: Application, actor: Any = None) -> RefreshResu
             slot.save()
             after = snapshot(slot, SLOT_OBSERVED_FIELDS)
             if after != before:
-                audit_record(actor=actor, action="slot.observed", obj=slot, application=application,
-                             before=before, after=after, reason="Slot refresh from the provider")
+                audit_record(
+                    actor=actor,
+                    action="slot.observed",
+                    obj=slot,
+                    application=application,
+                    before=before,
+                    after=after,
+                    reason="Slot refresh from the provider",
+                )
                 result.changed.append(name)
             else:
                 result.unchanged.append(name)

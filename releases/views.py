@@ -147,9 +147,7 @@ def release_action(request: HttpRequest, pk: int) -> HttpResponse:
         service(release=release, actor=request.user, reason=form.cleaned_data["reason"])
     except DomainError as exc:
         messages.error(request, str(exc))
-        return render(
-            request, "releases/release_detail.html", _release_context(request, release, form), status=409
-        )
+        return render(request, "releases/release_detail.html", _release_context(request, release, form), status=409)
     messages.success(request, f"{release}: {release.get_status_display().lower()}.")
     return redirect(release)
 

@@ -7,368 +7,878 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Application',
+            name="Application",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('slug', models.SlugField(max_length=60, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9][a-z0-9-]*$', 'Use lower-case letters, digits and hyphens.')])),
-                ('team', models.CharField(help_text='Owning team; used to filter the dashboard.', max_length=100)),
-                ('description', models.TextField(blank=True)),
-                ('provider', models.CharField(choices=[('simulator', 'Simulator (built in)'), ('azure', 'Azure App Service')], default='simulator', max_length=20)),
-                ('azure_subscription_id', models.CharField(blank=True, max_length=64)),
-                ('azure_resource_group', models.CharField(blank=True, max_length=90)),
-                ('azure_site_name', models.CharField(blank=True, max_length=60)),
-                ('health_check_path', models.CharField(default='/healthz', max_length=200)),
-                ('default_strategy', models.CharField(choices=[('blue_green', 'Blue-green slot swap'), ('canary', 'Canary'), ('rings', 'Progressive exposure (rings)')], default='blue_green', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('slots_refresh_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('slots_refreshed_at', models.DateTimeField(blank=True, null=True)),
-                ('slots_refresh_error', models.TextField(blank=True, help_text='Why the last slot refresh failed, if it did.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "slug",
+                    models.SlugField(
+                        max_length=60,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9][a-z0-9-]*$", "Use lower-case letters, digits and hyphens."
+                            )
+                        ],
+                    ),
+                ),
+                ("team", models.CharField(help_text="Owning team; used to filter the dashboard.", max_length=100)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[("simulator", "Simulator (built in)"), ("azure", "Azure App Service")],
+                        default="simulator",
+                        max_length=20,
+                    ),
+                ),
+                ("azure_subscription_id", models.CharField(blank=True, max_length=64)),
+                ("azure_resource_group", models.CharField(blank=True, max_length=90)),
+                ("azure_site_name", models.CharField(blank=True, max_length=60)),
+                ("health_check_path", models.CharField(default="/healthz", max_length=200)),
+                (
+                    "default_strategy",
+                    models.CharField(
+                        choices=[
+                            ("blue_green", "Blue-green slot swap"),
+                            ("canary", "Canary"),
+                            ("rings", "Progressive exposure (rings)"),
+                        ],
+                        default="blue_green",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("slots_refresh_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("slots_refreshed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "slots_refresh_error",
+                    models.TextField(blank=True, help_text="Why the last slot refresh failed, if it did."),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('administer_portal', 'Can administer Slipway: applications, policies, tokens')],
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('provider', 'azure'), _negated=True), models.Q(models.Q(('azure_subscription_id', ''), _negated=True), models.Q(('azure_resource_group', ''), _negated=True), models.Q(('azure_site_name', ''), _negated=True)), _connector='OR'), name='application_azure_coordinates_complete', violation_error_message='An Azure application needs a subscription, resource group and site name.'), models.CheckConstraint(condition=models.Q(('health_check_path__startswith', '/')), name='application_health_path_absolute')],
+                "ordering": ["name"],
+                "permissions": [("administer_portal", "Can administer Slipway: applications, policies, tokens")],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("provider", "azure"), _negated=True),
+                            models.Q(
+                                models.Q(("azure_subscription_id", ""), _negated=True),
+                                models.Q(("azure_resource_group", ""), _negated=True),
+                                models.Q(("azure_site_name", ""), _negated=True),
+                            ),
+                            _connector="OR",
+                        ),
+                        name="application_azure_coordinates_complete",
+                        violation_error_message="An Azure application needs a subscription, resource group and site name.",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("health_check_path__startswith", "/")),
+                        name="application_health_path_absolute",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Environment',
+            name="Environment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stage', models.CharField(choices=[('dev', 'Development'), ('test', 'Test'), ('preprod', 'Pre-production'), ('prod', 'Production')], max_length=20)),
-                ('name', models.CharField(max_length=60)),
-                ('position', models.PositiveSmallIntegerField(help_text='Order of promotion, lowest first.')),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='environments', to='releases.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[
+                            ("dev", "Development"),
+                            ("test", "Test"),
+                            ("preprod", "Pre-production"),
+                            ("prod", "Production"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("name", models.CharField(max_length=60)),
+                ("position", models.PositiveSmallIntegerField(help_text="Order of promotion, lowest first.")),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="environments",
+                        to="releases.application",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['application', 'position'],
+                "ordering": ["application", "position"],
             },
         ),
         migrations.CreateModel(
-            name='ApprovalPolicy',
+            name="ApprovalPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('approvals_required', models.PositiveSmallIntegerField(default=1, help_text='0 means no approval is needed.')),
-                ('forbid_self_approval', models.BooleanField(default=True, help_text='Whoever created or registered a release may not approve it.')),
-                ('expiry_hours', models.PositiveIntegerField(default=72, help_text='A pending request lapses after this long.')),
-                ('auto_promote', models.BooleanField(default=False, help_text='Promote automatically once approved.')),
-                ('require_healthy_slot', models.BooleanField(default=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('approver_groups', models.ManyToManyField(blank=True, related_name='+', to='auth.group')),
-                ('approver_users', models.ManyToManyField(blank=True, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('environment', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='approval_policy', to='releases.environment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "approvals_required",
+                    models.PositiveSmallIntegerField(default=1, help_text="0 means no approval is needed."),
+                ),
+                (
+                    "forbid_self_approval",
+                    models.BooleanField(
+                        default=True, help_text="Whoever created or registered a release may not approve it."
+                    ),
+                ),
+                (
+                    "expiry_hours",
+                    models.PositiveIntegerField(default=72, help_text="A pending request lapses after this long."),
+                ),
+                ("auto_promote", models.BooleanField(default=False, help_text="Promote automatically once approved.")),
+                ("require_healthy_slot", models.BooleanField(default=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("approver_groups", models.ManyToManyField(blank=True, related_name="+", to="auth.group")),
+                ("approver_users", models.ManyToManyField(blank=True, related_name="+", to=settings.AUTH_USER_MODEL)),
+                (
+                    "environment",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approval_policy",
+                        to="releases.environment",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'approval policies',
+                "verbose_name_plural": "approval policies",
             },
         ),
         migrations.CreateModel(
-            name='FreezeWindow',
+            name="FreezeWindow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('weekly', 'Every week'), ('dated', 'Dated')], max_length=10)),
-                ('timezone', models.CharField(default='UTC', max_length=64)),
-                ('start_weekday', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MaxValueValidator(6)])),
-                ('start_time', models.TimeField(blank=True, null=True)),
-                ('end_weekday', models.PositiveSmallIntegerField(blank=True, null=True, validators=[django.core.validators.MaxValueValidator(6)])),
-                ('end_time', models.TimeField(blank=True, null=True)),
-                ('starts_at', models.DateTimeField(blank=True, null=True)),
-                ('ends_at', models.DateTimeField(blank=True, null=True)),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='freeze_windows', to='releases.approvalpolicy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("kind", models.CharField(choices=[("weekly", "Every week"), ("dated", "Dated")], max_length=10)),
+                ("timezone", models.CharField(default="UTC", max_length=64)),
+                (
+                    "start_weekday",
+                    models.PositiveSmallIntegerField(
+                        blank=True, null=True, validators=[django.core.validators.MaxValueValidator(6)]
+                    ),
+                ),
+                ("start_time", models.TimeField(blank=True, null=True)),
+                (
+                    "end_weekday",
+                    models.PositiveSmallIntegerField(
+                        blank=True, null=True, validators=[django.core.validators.MaxValueValidator(6)]
+                    ),
+                ),
+                ("end_time", models.TimeField(blank=True, null=True)),
+                ("starts_at", models.DateTimeField(blank=True, null=True)),
+                ("ends_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="freeze_windows",
+                        to="releases.approvalpolicy",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Operation',
+            name="Operation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('promote', 'Promotion'), ('rollback', 'Rollback')], max_length=20)),
-                ('strategy', models.CharField(blank=True, choices=[('blue_green', 'Blue-green slot swap'), ('canary', 'Canary'), ('rings', 'Progressive exposure (rings)')], max_length=20)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('paused', 'Paused'), ('rolling_back', 'Rolling back'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('rolled_back', 'Rolled back'), ('cancelled', 'Cancelled')], default='pending', max_length=20)),
-                ('parameters', models.JSONField(blank=True, default=dict, help_text='Strategy options chosen for this run.')),
-                ('reason', models.TextField(blank=True, help_text='Why it was started (required for rollbacks).')),
-                ('error', models.TextField(blank=True, help_text='Why it failed, in words a person can act on.')),
-                ('created_at', models.DateTimeField()),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, help_text='Last sign of life from a worker.', null=True)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='operations', to='releases.application')),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='operations', to='releases.environment')),
-                ('started_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("promote", "Promotion"), ("rollback", "Rollback")], max_length=20)),
+                (
+                    "strategy",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("blue_green", "Blue-green slot swap"),
+                            ("canary", "Canary"),
+                            ("rings", "Progressive exposure (rings)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("paused", "Paused"),
+                            ("rolling_back", "Rolling back"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("rolled_back", "Rolled back"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "parameters",
+                    models.JSONField(blank=True, default=dict, help_text="Strategy options chosen for this run."),
+                ),
+                ("reason", models.TextField(blank=True, help_text="Why it was started (required for rollbacks).")),
+                ("error", models.TextField(blank=True, help_text="Why it failed, in words a person can act on.")),
+                ("created_at", models.DateTimeField()),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "heartbeat_at",
+                    models.DateTimeField(blank=True, help_text="Last sign of life from a worker.", null=True),
+                ),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="operations",
+                        to="releases.application",
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="operations",
+                        to="releases.environment",
+                    ),
+                ),
+                (
+                    "started_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='OperationStep',
+            name="OperationStep",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField()),
-                ('kind', models.CharField(help_text='Step type understood by the engine, e.g. swap, set_traffic.', max_length=40)),
-                ('title', models.CharField(max_length=200)),
-                ('parameters', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('waiting', 'Waiting'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('skipped', 'Skipped')], default='pending', max_length=20)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('progress', models.PositiveSmallIntegerField(default=0, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('detail', models.JSONField(blank=True, default=dict, help_text='Outcome data (metrics, verdicts, provider ids).')),
-                ('log', models.TextField(blank=True)),
-                ('resume_token', models.TextField(blank=True, help_text='Provider continuation token for a long-running call.')),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('deadline_at', models.DateTimeField(blank=True, null=True)),
-                ('operation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='steps', to='releases.operation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveSmallIntegerField()),
+                (
+                    "kind",
+                    models.CharField(
+                        help_text="Step type understood by the engine, e.g. swap, set_traffic.", max_length=40
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("parameters", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("waiting", "Waiting"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "progress",
+                    models.PositiveSmallIntegerField(
+                        default=0,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "detail",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Outcome data (metrics, verdicts, provider ids)."
+                    ),
+                ),
+                ("log", models.TextField(blank=True)),
+                (
+                    "resume_token",
+                    models.TextField(blank=True, help_text="Provider continuation token for a long-running call."),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("deadline_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "operation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="steps", to="releases.operation"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['operation', 'position'],
+                "ordering": ["operation", "position"],
             },
         ),
         migrations.CreateModel(
-            name='Release',
+            name="Release",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(max_length=100)),
-                ('build_id', models.CharField(blank=True, max_length=100)),
-                ('commit_sha', models.CharField(blank=True, max_length=64)),
-                ('branch', models.CharField(blank=True, max_length=200)),
-                ('notes', models.TextField(blank=True)),
-                ('artifact_url', models.URLField(blank=True, max_length=500)),
-                ('status', models.CharField(choices=[('registered', 'Registered'), ('awaiting_approval', 'Awaiting approval'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('rolling_out', 'Rolling out'), ('live', 'Live'), ('superseded', 'Superseded'), ('rolled_back', 'Rolled back'), ('failed', 'Failed')], default='registered', max_length=20)),
-                ('created_at', models.DateTimeField()),
-                ('status_changed_at', models.DateTimeField()),
-                ('approved_at', models.DateTimeField(blank=True, null=True)),
-                ('live_at', models.DateTimeField(blank=True, null=True)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='releases', to='releases.application')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='releases_created', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.CharField(max_length=100)),
+                ("build_id", models.CharField(blank=True, max_length=100)),
+                ("commit_sha", models.CharField(blank=True, max_length=64)),
+                ("branch", models.CharField(blank=True, max_length=200)),
+                ("notes", models.TextField(blank=True)),
+                ("artifact_url", models.URLField(blank=True, max_length=500)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("registered", "Registered"),
+                            ("awaiting_approval", "Awaiting approval"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("rolling_out", "Rolling out"),
+                            ("live", "Live"),
+                            ("superseded", "Superseded"),
+                            ("rolled_back", "Rolled back"),
+                            ("failed", "Failed"),
+                        ],
+                        default="registered",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("status_changed_at", models.DateTimeField()),
+                ("approved_at", models.DateTimeField(blank=True, null=True)),
+                ("live_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="releases", to="releases.application"
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="releases_created",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('approve_release', 'Can approve or reject releases'), ('promote_release', 'Can promote releases and run operations'), ('rollback_release', 'Can roll back releases')],
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("approve_release", "Can approve or reject releases"),
+                    ("promote_release", "Can promote releases and run operations"),
+                    ("rollback_release", "Can roll back releases"),
+                ],
             },
         ),
         migrations.AddField(
-            model_name='operation',
-            name='release',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='operations', to='releases.release'),
+            model_name="operation",
+            name="release",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="operations", to="releases.release"
+            ),
         ),
         migrations.CreateModel(
-            name='ApprovalRequest',
+            name="ApprovalRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('expired', 'Expired'), ('superseded', 'Superseded')], default='pending', max_length=20)),
-                ('approvals_required', models.PositiveSmallIntegerField(help_text='Copied from the policy when requested.')),
-                ('created_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('settled_at', models.DateTimeField(blank=True, null=True)),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='approval_requests', to='releases.environment')),
-                ('release', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='approval_requests', to='releases.release')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("expired", "Expired"),
+                            ("superseded", "Superseded"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "approvals_required",
+                    models.PositiveSmallIntegerField(help_text="Copied from the policy when requested."),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("settled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approval_requests",
+                        to="releases.environment",
+                    ),
+                ),
+                (
+                    "release",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approval_requests",
+                        to="releases.release",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SimulatorSlot',
+            name="SimulatorSlot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slot_name', models.CharField(max_length=60)),
-                ('version', models.CharField(blank=True, max_length=100)),
-                ('healthy', models.BooleanField(default=True)),
-                ('routing_percent', models.PositiveSmallIntegerField(default=0, validators=[django.core.validators.MaxValueValidator(100)])),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='simulator_slots', to='releases.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slot_name", models.CharField(max_length=60)),
+                ("version", models.CharField(blank=True, max_length=100)),
+                ("healthy", models.BooleanField(default=True)),
+                (
+                    "routing_percent",
+                    models.PositiveSmallIntegerField(
+                        default=0, validators=[django.core.validators.MaxValueValidator(100)]
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="simulator_slots",
+                        to="releases.application",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Slot',
+            name="Slot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=60, validators=[django.core.validators.RegexValidator('^[a-z0-9][a-z0-9-]*$', 'Use lower-case letters, digits and hyphens.')])),
-                ('hostname', models.CharField(blank=True, max_length=255)),
-                ('is_production', models.BooleanField(default=False, help_text="The site's main slot, which takes live traffic.")),
-                ('running_version', models.CharField(blank=True, help_text='Version the provider reports.', max_length=100)),
-                ('traffic_percent', models.PositiveSmallIntegerField(default=0, help_text='Share of production traffic routed to this slot.', validators=[django.core.validators.MaxValueValidator(100)])),
-                ('health', models.CharField(choices=[('unknown', 'Unknown'), ('healthy', 'Healthy'), ('degraded', 'Degraded'), ('unhealthy', 'Unhealthy')], default='unknown', max_length=20)),
-                ('health_detail', models.CharField(blank=True, max_length=500)),
-                ('refreshed_at', models.DateTimeField(blank=True, null=True)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='slots', to='releases.application')),
-                ('current_release', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='running_in_slots', to='releases.release')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=60,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9][a-z0-9-]*$", "Use lower-case letters, digits and hyphens."
+                            )
+                        ],
+                    ),
+                ),
+                ("hostname", models.CharField(blank=True, max_length=255)),
+                (
+                    "is_production",
+                    models.BooleanField(default=False, help_text="The site's main slot, which takes live traffic."),
+                ),
+                (
+                    "running_version",
+                    models.CharField(blank=True, help_text="Version the provider reports.", max_length=100),
+                ),
+                (
+                    "traffic_percent",
+                    models.PositiveSmallIntegerField(
+                        default=0,
+                        help_text="Share of production traffic routed to this slot.",
+                        validators=[django.core.validators.MaxValueValidator(100)],
+                    ),
+                ),
+                (
+                    "health",
+                    models.CharField(
+                        choices=[
+                            ("unknown", "Unknown"),
+                            ("healthy", "Healthy"),
+                            ("degraded", "Degraded"),
+                            ("unhealthy", "Unhealthy"),
+                        ],
+                        default="unknown",
+                        max_length=20,
+                    ),
+                ),
+                ("health_detail", models.CharField(blank=True, max_length=500)),
+                ("refreshed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="slots", to="releases.application"
+                    ),
+                ),
+                (
+                    "current_release",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="running_in_slots",
+                        to="releases.release",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['application', '-is_production', 'name'],
+                "ordering": ["application", "-is_production", "name"],
             },
         ),
         migrations.AddField(
-            model_name='release',
-            name='deployed_slot',
-            field=models.ForeignKey(blank=True, help_text='Slot the build went to.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='releases.slot'),
+            model_name="release",
+            name="deployed_slot",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Slot the build went to.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="releases.slot",
+            ),
         ),
         migrations.AddField(
-            model_name='environment',
-            name='slot',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='environment', to='releases.slot'),
+            model_name="environment",
+            name="slot",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.PROTECT, related_name="environment", to="releases.slot"
+            ),
         ),
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(help_text='Public part, shown in lists and logs.', max_length=16, unique=True)),
-                ('secret_hash', models.CharField(max_length=64, unique=True)),
-                ('scopes', models.JSONField(default=list)),
-                ('created_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "prefix",
+                    models.CharField(help_text="Public part, shown in lists and logs.", max_length=16, unique=True),
+                ),
+                ("secret_hash", models.CharField(max_length=64, unique=True)),
+                ("scopes", models.JSONField(default=list)),
+                ("created_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'constraints': [models.UniqueConstraint(fields=('owner', 'name'), name='token_name_unique_per_owner')],
+                "ordering": ["-created_at"],
+                "constraints": [models.UniqueConstraint(fields=("owner", "name"), name="token_name_unique_per_owner")],
             },
         ),
         migrations.CreateModel(
-            name='ApprovalDecision',
+            name="ApprovalDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('verdict', models.CharField(choices=[('approve', 'Approved'), ('reject', 'Rejected')], max_length=10)),
-                ('comment', models.TextField(blank=True)),
-                ('decided_at', models.DateTimeField()),
-                ('approver', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='approval_decisions', to=settings.AUTH_USER_MODEL)),
-                ('request', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='decisions', to='releases.approvalrequest')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("verdict", models.CharField(choices=[("approve", "Approved"), ("reject", "Rejected")], max_length=10)),
+                ("comment", models.TextField(blank=True)),
+                ("decided_at", models.DateTimeField()),
+                (
+                    "approver",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="approval_decisions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "request",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="decisions",
+                        to="releases.approvalrequest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['decided_at'],
-                'constraints': [models.UniqueConstraint(fields=('request', 'approver'), name='one_decision_per_approver_per_request'), models.CheckConstraint(condition=models.Q(('verdict', 'approve'), models.Q(('comment', ''), _negated=True), _connector='OR'), name='rejection_needs_comment', violation_error_message='A rejection needs a comment.')],
+                "ordering": ["decided_at"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("request", "approver"), name="one_decision_per_approver_per_request"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("verdict", "approve"), models.Q(("comment", ""), _negated=True), _connector="OR"
+                        ),
+                        name="rejection_needs_comment",
+                        violation_error_message="A rejection needs a comment.",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True)),
-                ('actor_label', models.CharField(help_text="Who, as shown: a username, a token, or 'system'.", max_length=200)),
-                ('action', models.CharField(db_index=True, max_length=80)),
-                ('object_type', models.CharField(max_length=60)),
-                ('object_id', models.CharField(max_length=64)),
-                ('object_repr', models.CharField(max_length=300)),
-                ('before', models.JSONField(blank=True, null=True)),
-                ('after', models.JSONField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True)),
-                ('origin', models.JSONField(blank=True, default=dict, help_text='Request id, IP address, user agent or job id.')),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='audit_events', to=settings.AUTH_USER_MODEL)),
-                ('application', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='audit_events', to='releases.application')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True)),
+                (
+                    "actor_label",
+                    models.CharField(help_text="Who, as shown: a username, a token, or 'system'.", max_length=200),
+                ),
+                ("action", models.CharField(db_index=True, max_length=80)),
+                ("object_type", models.CharField(max_length=60)),
+                ("object_id", models.CharField(max_length=64)),
+                ("object_repr", models.CharField(max_length=300)),
+                ("before", models.JSONField(blank=True, null=True)),
+                ("after", models.JSONField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "origin",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Request id, IP address, user agent or job id."
+                    ),
+                ),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="audit_events",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "application",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="audit_events",
+                        to="releases.application",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['object_type', 'object_id', '-created_at'], name='audit_object_idx'), models.Index(fields=['application', '-created_at'], name='audit_application_idx')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["object_type", "object_id", "-created_at"], name="audit_object_idx"),
+                    models.Index(fields=["application", "-created_at"], name="audit_application_idx"),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='approvalpolicy',
-            constraint=models.CheckConstraint(condition=models.Q(('expiry_hours__gte', 1)), name='policy_expiry_positive'),
+            model_name="approvalpolicy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("expiry_hours__gte", 1)), name="policy_expiry_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalpolicy',
-            constraint=models.CheckConstraint(condition=models.Q(('approvals_required__lte', 10)), name='policy_approvals_at_most_10'),
+            model_name="approvalpolicy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("approvals_required__lte", 10)), name="policy_approvals_at_most_10"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='freezewindow',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('end_time__isnull', False), ('end_weekday__isnull', False), ('ends_at__isnull', True), ('kind', 'weekly'), ('start_time__isnull', False), ('start_weekday__isnull', False), ('starts_at__isnull', True)), models.Q(('end_weekday__isnull', True), ('ends_at__isnull', False), ('kind', 'dated'), ('start_weekday__isnull', True), ('starts_at__isnull', False)), _connector='OR'), name='freeze_window_fields_match_kind'),
+            model_name="freezewindow",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("end_time__isnull", False),
+                        ("end_weekday__isnull", False),
+                        ("ends_at__isnull", True),
+                        ("kind", "weekly"),
+                        ("start_time__isnull", False),
+                        ("start_weekday__isnull", False),
+                        ("starts_at__isnull", True),
+                    ),
+                    models.Q(
+                        ("end_weekday__isnull", True),
+                        ("ends_at__isnull", False),
+                        ("kind", "dated"),
+                        ("start_weekday__isnull", True),
+                        ("starts_at__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="freeze_window_fields_match_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='freezewindow',
-            constraint=models.CheckConstraint(condition=models.Q(('kind', 'weekly'), ('ends_at__gt', models.F('starts_at')), _connector='OR'), name='freeze_window_dated_ends_after_start'),
+            model_name="freezewindow",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind", "weekly"), ("ends_at__gt", models.F("starts_at")), _connector="OR"),
+                name="freeze_window_dated_ends_after_start",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='operationstep',
-            constraint=models.UniqueConstraint(fields=('operation', 'position'), name='step_position_unique_per_operation'),
+            model_name="operationstep",
+            constraint=models.UniqueConstraint(
+                fields=("operation", "position"), name="step_position_unique_per_operation"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='operationstep',
-            constraint=models.CheckConstraint(condition=models.Q(('progress__lte', 100)), name='step_progress_range'),
+            model_name="operationstep",
+            constraint=models.CheckConstraint(condition=models.Q(("progress__lte", 100)), name="step_progress_range"),
         ),
         migrations.AddConstraint(
-            model_name='operation',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['paused', 'pending', 'rolling_back', 'running'])), fields=('application',), name='one_active_operation_per_application', violation_error_message='Another operation is already running on this application.'),
+            model_name="operation",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["paused", "pending", "rolling_back", "running"])),
+                fields=("application",),
+                name="one_active_operation_per_application",
+                violation_error_message="Another operation is already running on this application.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='operation',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('finished_at__isnull', True), ('status__in', ['paused', 'pending', 'rolling_back', 'running'])), models.Q(models.Q(('status__in', ['paused', 'pending', 'rolling_back', 'running']), _negated=True), ('finished_at__isnull', False)), _connector='OR'), name='operation_finished_iff_terminal'),
+            model_name="operation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("finished_at__isnull", True), ("status__in", ["paused", "pending", "rolling_back", "running"])
+                    ),
+                    models.Q(
+                        models.Q(("status__in", ["paused", "pending", "rolling_back", "running"]), _negated=True),
+                        ("finished_at__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="operation_finished_iff_terminal",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='operation',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'rollback'), _negated=True), models.Q(('reason', ''), _negated=True), _connector='OR'), name='rollback_needs_reason'),
+            model_name="operation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind", "rollback"), _negated=True),
+                    models.Q(("reason", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="rollback_needs_reason",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalrequest',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'pending')), fields=('release', 'environment'), name='one_pending_request_per_release_environment'),
+            model_name="approvalrequest",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "pending")),
+                fields=("release", "environment"),
+                name="one_pending_request_per_release_environment",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalrequest',
-            constraint=models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('created_at'))), name='request_expires_after_creation'),
+            model_name="approvalrequest",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("expires_at__gt", models.F("created_at"))), name="request_expires_after_creation"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalrequest',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('settled_at__isnull', True), ('status', 'pending')), models.Q(models.Q(('status', 'pending'), _negated=True), ('settled_at__isnull', False)), _connector='OR'), name='request_settled_iff_not_pending'),
+            model_name="approvalrequest",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("settled_at__isnull", True), ("status", "pending")),
+                    models.Q(models.Q(("status", "pending"), _negated=True), ("settled_at__isnull", False)),
+                    _connector="OR",
+                ),
+                name="request_settled_iff_not_pending",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='simulatorslot',
-            constraint=models.UniqueConstraint(fields=('application', 'slot_name'), name='simulator_slot_unique'),
+            model_name="simulatorslot",
+            constraint=models.UniqueConstraint(fields=("application", "slot_name"), name="simulator_slot_unique"),
         ),
         migrations.AddConstraint(
-            model_name='simulatorslot',
-            constraint=models.CheckConstraint(condition=models.Q(('routing_percent__lte', 100)), name='simulator_routing_range'),
+            model_name="simulatorslot",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("routing_percent__lte", 100)), name="simulator_routing_range"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='slot',
-            constraint=models.UniqueConstraint(fields=('application', 'name'), name='slot_name_unique_per_application'),
+            model_name="slot",
+            constraint=models.UniqueConstraint(fields=("application", "name"), name="slot_name_unique_per_application"),
         ),
         migrations.AddConstraint(
-            model_name='slot',
-            constraint=models.UniqueConstraint(condition=models.Q(('is_production', True)), fields=('application',), name='one_production_slot_per_application'),
+            model_name="slot",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("is_production", True)),
+                fields=("application",),
+                name="one_production_slot_per_application",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='slot',
-            constraint=models.CheckConstraint(condition=models.Q(('traffic_percent__lte', 100)), name='slot_traffic_percent_range'),
+            model_name="slot",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("traffic_percent__lte", 100)), name="slot_traffic_percent_range"
+            ),
         ),
         migrations.AddIndex(
-            model_name='release',
-            index=models.Index(fields=['status', '-created_at'], name='release_status_created_idx'),
+            model_name="release",
+            index=models.Index(fields=["status", "-created_at"], name="release_status_created_idx"),
         ),
         migrations.AddConstraint(
-            model_name='release',
-            constraint=models.UniqueConstraint(fields=('application', 'version'), name='release_version_unique_per_application'),
+            model_name="release",
+            constraint=models.UniqueConstraint(
+                fields=("application", "version"), name="release_version_unique_per_application"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='release',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'live')), fields=('application',), name='one_live_release_per_application'),
+            model_name="release",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "live")), fields=("application",), name="one_live_release_per_application"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='release',
-            constraint=models.CheckConstraint(condition=models.Q(('version', ''), _negated=True), name='release_version_not_blank'),
+            model_name="release",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("version", ""), _negated=True), name="release_version_not_blank"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='release',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['registered', 'awaiting_approval', 'approved', 'rejected', 'rolling_out', 'live', 'superseded', 'rolled_back', 'failed'])), name='release_status_valid'),
+            model_name="release",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        [
+                            "registered",
+                            "awaiting_approval",
+                            "approved",
+                            "rejected",
+                            "rolling_out",
+                            "live",
+                            "superseded",
+                            "rolled_back",
+                            "failed",
+                        ],
+                    )
+                ),
+                name="release_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='environment',
-            constraint=models.UniqueConstraint(fields=('application', 'stage'), name='environment_stage_unique_per_application'),
+            model_name="environment",
+            constraint=models.UniqueConstraint(
+                fields=("application", "stage"), name="environment_stage_unique_per_application"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='environment',
-            constraint=models.UniqueConstraint(fields=('application', 'position'), name='environment_position_unique'),
+            model_name="environment",
+            constraint=models.UniqueConstraint(fields=("application", "position"), name="environment_position_unique"),
         ),
     ]

@@ -8,15 +8,22 @@ from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 VIEW = [
-    "releases.view_application", "releases.view_slot", "releases.view_environment", "releases.view_release",
-    "releases.view_approvalpolicy", "releases.view_freezewindow", "releases.view_approvalrequest",
-    "releases.view_approvaldecision", "releases.view_operation", "releases.view_operationstep",
+    "releases.view_application",
+    "releases.view_slot",
+    "releases.view_environment",
+    "releases.view_release",
+    "releases.view_approvalpolicy",
+    "releases.view_freezewindow",
+    "releases.view_approvalrequest",
+    "releases.view_approvaldecision",
+    "releases.view_operation",
+    "releases.view_operationstep",
     "releases.view_auditevent",
 ]
 ROLES = {
     "Viewer": VIEW,
-    "Approver": VIEW + ["releases.approve_release"],
-    "Release manager": VIEW + ["releases.promote_release", "releases.rollback_release", "releases.add_release"],
+    "Approver": [*VIEW, "releases.approve_release"],
+    "Release manager": [*VIEW, "releases.promote_release", "releases.rollback_release", "releases.add_release"],
     "Admin": None,  # every permission of the releases app, and user and group management
 }
 
