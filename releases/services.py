@@ -242,7 +242,13 @@ def release_roll_back(*, release: Release, actor: Any, reason: str) -> Release:
 
 def release_restore(*, release: Release, actor: Any, reason: str) -> Release:
     """Bring a superseded release back to live (the target of a rollback)."""
-    return _transition(release, "release.restored", actor=actor, reason=reason)
+    live = Release.objects.filter(application_id=release.application_id, status=S.LIVE).exclude(pk=release.pk).first()
+    if live is not None:
+        raise DomainError(f"{live} is live; roll it back before restoring {release.version}.")
+    try:
+        return _transition(release, "release.restored", actor=actor, reason=reason)
+    except IntegrityError:  # another release went live in between; the constraint held
+        raise DomainError(f"Another release of {release.application} went live meanwhile; reload and check.") from None
 
 
 def release_go_live(*, release: Release, actor: Any = None, reason: str = "") -> Release:

@@ -137,12 +137,13 @@ def _release_context(request: HttpRequest, release, form: ReleaseActionForm) -> 
 @role_required(Role.VIEWER)
 def release_action(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(selectors.releases_for(), pk=pk)
+    action = RELEASE_ACTIONS.get(request.POST.get("action", ""))
+    if action is not None:
+        require_role(request.user, action[0])  # the role first: a missing role is not a form error
     form = ReleaseActionForm(request.POST)
     if not form.is_valid():
-        context = _release_context(request, release, form)
-        return render(request, "releases/release_detail.html", context, status=400)
-    role, service, _transition = RELEASE_ACTIONS[form.cleaned_data["action"]]
-    require_role(request.user, role)
+        return render(request, "releases/release_detail.html", _release_context(request, release, form), status=400)
+    _role, service, _transition = RELEASE_ACTIONS[form.cleaned_data["action"]]
     try:
         service(release=release, actor=request.user, reason=form.cleaned_data["reason"])
     except DomainError as exc:

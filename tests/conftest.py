@@ -1,0 +1,68 @@
+"""Shared fixtures: one persona per role, and the test Redis.
+
+Personas are real users in the real groups that migration `releases/0002_roles` creates, so every
+role check in the suite also checks that migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import django_rq
+import pytest
+from django.contrib.auth.models import User
+from rq import Queue
+
+from portal.roles import Role
+
+from .factories import UserFactory
+
+
+@pytest.fixture
+def viewer(db: None) -> User:
+    return UserFactory(username="vera-viewer", roles=[Role.VIEWER])
+
+
+@pytest.fixture
+def approver(db: None) -> User:
+    return UserFactory(username="arun-approver", roles=[Role.APPROVER])
+
+
+@pytest.fixture
+def release_manager(db: None) -> User:
+    return UserFactory(username="rita-release-manager", roles=[Role.RELEASE_MANAGER])
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    return UserFactory(username="ada-admin", roles=[Role.ADMIN])
+
+
+@pytest.fixture
+def no_role_user(db: None) -> User:
+    return UserFactory(username="nico-no-role")
+
+
+TEST_REDIS_DB = 15
+
+
+def _empty(queues: list[Queue]) -> None:
+    for queue in queues:
+        # Refuse to wipe anything but the test database number: a developer's portal may share this Redis.
+        assert queue.connection.connection_pool.connection_kwargs["db"] == TEST_REDIS_DB, (
+            "Tests must run against Redis database 15 (tests/settings.py sets REDIS_URL); refusing to empty "
+            f"queue {queue.name!r} on {queue.connection}"
+        )
+        queue.empty()
+        for registry in (queue.finished_job_registry, queue.failed_job_registry, queue.started_job_registry):
+            for job_id in registry.get_job_ids():
+                registry.remove(job_id, delete_job=True)
+
+
+@pytest.fixture
+def rq_queues() -> Iterator[dict[str, Queue]]:
+    """The real RQ queues on the test Redis database, emptied before and after the test."""
+    queues = {name: django_rq.get_queue(name) for name in ("default", "operations", "notifications")}
+    _empty(list(queues.values()))
+    yield queues
+    _empty(list(queues.values()))

@@ -1,0 +1,577 @@
+"""Who may open what: sign-in for every page, then a role per page, and the release pages' answers.
+
+Every URL pattern is found by walking the resolver, so a new page cannot ship without a line in
+`ACCESS` saying who may use it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
+
+from portal.roles import Role, roles_of
+from releases.models import AuditEvent, Release, ReleaseStatus
+from tests.factories import PASSWORD, ApplicationFactory, ReleaseFactory
+
+PUBLIC = "public"
+SIGNED_IN = "signed in"  # any account, whatever its roles
+
+
+@dataclass(frozen=True)
+class Access:
+    needs: Role | str
+    method: str = "GET"
+
+
+# Every named route of our own apps, and what it takes to use it.
+ACCESS: dict[str, Access] = {
+    "login": Access(PUBLIC),
+    "logout": Access(SIGNED_IN, method="POST"),
+    "healthz": Access(PUBLIC),
+    "dashboard": Access(Role.VIEWER),
+    "application_detail": Access(Role.VIEWER),
+    "application_refresh_slots": Access(Role.VIEWER, method="POST"),
+    "release_list": Access(Role.VIEWER),
+    "release_register": Access(Role.RELEASE_MANAGER),
+    "release_detail": Access(Role.VIEWER),
+    "release_action": Access(Role.VIEWER, method="POST"),
+    "audit_list": Access(Role.VIEWER),
+}
+
+# Django's admin and the RQ dashboard: staff only, guarded by Django itself.
+STAFF_ONLY_NAMESPACES = {"admin", "django_rq"}
+
+# The roles each persona must hold, written out here rather than read from the groups under test.
+PERSONA_ROLES: dict[str, set[Role]] = {
+    "no_role_user": set(),
+    "viewer": {Role.VIEWER},
+    "approver": {Role.VIEWER, Role.APPROVER},
+    "release_manager": {Role.VIEWER, Role.RELEASE_MANAGER},
+    "admin_user": {Role.VIEWER, Role.APPROVER, Role.RELEASE_MANAGER, Role.ADMIN},
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    route: str  # as ResolverMatch.route spells it
+    namespace: str
+    name: str | None
+    pattern: URLPattern
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}:{self.name}" if self.namespace else str(self.name)
+
+
+def _join(prefix: str, part: str) -> str:
+    return prefix + part.removeprefix("^")  # as Django joins routes
+
+
+def _walk(patterns: list, prefix: str = "", namespace: str = "") -> Iterator[Route]:
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            inner = ":".join(filter(None, [namespace, entry.namespace]))
+            yield from _walk(entry.url_patterns, _join(prefix, str(entry.pattern)), inner)
+        else:
+            yield Route(_join(prefix, str(entry.pattern)), namespace, entry.name, entry)
+
+
+ALL_ROUTES = list(_walk(get_resolver().url_patterns))
+OUR_ROUTES = [r for r in ALL_ROUTES if r.namespace.split(":")[0] not in STAFF_ONLY_NAMESPACES]
+STAFF_ROUTES = [r for r in ALL_ROUTES if r.namespace.split(":")[0] in STAFF_ONLY_NAMESPACES]
+
+_CONVERTER_SAMPLES = {"int": "1", "str": "x", "path": "1", "slug": "x"}
+
+
+def sample_path(route: Route) -> str:
+    """A concrete path that this very pattern (and no earlier one) resolves."""
+    path = re.sub(r"\(\?P<\w+>([^()]*)\)\??", lambda m: m.group(1).split("|")[0], route.route)  # regex groups
+    path = re.sub(r"<(?:(\w+):)?\w+>", lambda m: _CONVERTER_SAMPLES[m.group(1) or "str"], path)  # converters
+    path = path.replace("[\\w]+", "x").replace(".*", "x/").replace("/?", "/").replace("\\", "").rstrip("$")
+    path = "/" + path
+    assert resolve(path).route == route.route, f"No sample path for {route.label} ({route.route!r}); got {path!r}"
+    return path
+
+
+@pytest.fixture
+def url_for(db: None) -> dict[str, str]:
+    """The URL of each of our routes, pointing at real objects."""
+    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    samples = {"slug": release.application.slug, "pk": release.pk}
+    urls = {}
+    for route in OUR_ROUTES:
+        unknown = set(route.pattern.pattern.converters) - set(samples)
+        assert not unknown, f"url_for has no sample value for {sorted(unknown)} of {route.label}: add one"
+        if route.name is not None:
+            urls[route.name] = reverse(route.name, kwargs={k: samples[k] for k in route.pattern.pattern.converters})
+    return urls
+
+
+# --- The table covers every URL --------------------------------------------------------------------
+
+
+def test_every_url_of_our_apps_says_who_may_use_it() -> None:
+    unnamed = [r.route for r in OUR_ROUTES if r.name is None]
+    missing = sorted({str(r.name) for r in OUR_ROUTES} - set(ACCESS) - {"None"})
+    stale = sorted(set(ACCESS) - {str(r.name) for r in OUR_ROUTES})
+
+    assert not unnamed, f"Give these URL patterns a name so their access can be listed: {unnamed}"
+    assert not missing, (
+        f"New URL pattern(s) {missing} are not in ACCESS in {__file__}: add each with the role it needs "
+        "(or PUBLIC / SIGNED_IN), then make sure the view enforces it."
+    )
+    assert not stale, f"ACCESS lists routes that no longer exist: {stale}"
+
+
+def test_every_role_protected_view_declares_the_role_in_the_table() -> None:
+    for route in OUR_ROUTES:
+        access = ACCESS.get(str(route.name))
+        if access is None:
+            continue  # reported by test_every_url_of_our_apps_says_who_may_use_it
+        declared = getattr(route.pattern.callback, "required_role", None)
+        if isinstance(access.needs, Role):
+            assert declared == access.needs, f"{route.label} is guarded by {declared}, the table says {access.needs}"
+        else:
+            assert declared is None, f"{route.label} is guarded by {declared}, the table says {access.needs}"
+
+
+# --- Signing in ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", OUR_ROUTES, ids=lambda r: r.label)
+@pytest.mark.django_db
+def test_an_anonymous_visitor_is_sent_to_sign_in(route: Route, client: Client, url_for: dict[str, str]) -> None:
+    access = ACCESS.get(str(route.name))
+    assert access is not None, f"{route.label} is not in ACCESS; see test_every_url_of_our_apps_says_who_may_use_it"
+    url = url_for[str(route.name)]
+
+    response = client.get(url)
+
+    if access.needs == PUBLIC:
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 302
+        assert response.headers["Location"] == f"{reverse('login')}?next={quote(url)}"
+
+
+@pytest.mark.parametrize("route", STAFF_ROUTES, ids=lambda r: f"{r.label} {r.route}")
+@pytest.mark.django_db
+def test_an_anonymous_visitor_is_sent_to_sign_in_for_every_staff_page(route: Route, client: Client) -> None:
+    path = sample_path(route)
+
+    response = client.get(path)
+
+    if route.label == "admin:login":
+        assert response.status_code == 200
+        return
+    # Which sign-in page depends on Django's wrapping: the admin site's own views carry the admin login,
+    # ModelAdmin views and the RQ statistics do not, so the portal's LoginRequiredMiddleware answers.
+    assert response.status_code == 302
+    assert response.headers["Location"] in {
+        f"{reverse('admin:login')}?next={quote(path)}",
+        f"{reverse('login')}?next={quote(path)}",
+    }
+
+
+@pytest.mark.parametrize("persona", ["viewer", "admin_user"])
+@pytest.mark.parametrize("path", ["/admin/", "/django-rq/"])
+@pytest.mark.django_db
+def test_a_portal_role_does_not_open_the_staff_pages(
+    persona: str, path: str, client: Client, request: pytest.FixtureRequest
+) -> None:
+    client.force_login(request.getfixturevalue(persona))
+
+    response = client.get(path)
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"{reverse('admin:login')}?next={quote(path)}"
+
+
+@pytest.mark.django_db
+def test_signing_in_with_a_password_opens_the_dashboard(client: Client, viewer: User) -> None:
+    response = client.post(reverse("login"), {"username": viewer.username, "password": PASSWORD})
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == reverse("dashboard")
+    assert client.get(reverse("dashboard")).status_code == 200
+
+
+# --- Roles -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("persona", sorted(PERSONA_ROLES))
+@pytest.mark.django_db
+def test_each_persona_holds_exactly_the_roles_of_its_group(persona: str, request: pytest.FixtureRequest) -> None:
+    user = request.getfixturevalue(persona)
+
+    assert set(roles_of(user)) == PERSONA_ROLES[persona]
+
+
+def _role_checks() -> list[tuple[str, str, bool]]:
+    return [
+        (name, persona, access.needs in roles)
+        for name, access in ACCESS.items()
+        if isinstance(access.needs, Role)
+        for persona, roles in sorted(PERSONA_ROLES.items())
+    ]
+
+
+@pytest.mark.parametrize(("name", "persona", "allowed"), _role_checks())
+@pytest.mark.django_db
+def test_each_page_is_refused_with_a_403_naming_the_role_it_needs(
+    name: str, persona: str, allowed: bool, client: Client, url_for: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    access = ACCESS[name]
+    assert isinstance(access.needs, Role)
+    client.force_login(request.getfixturevalue(persona))
+
+    response = client.generic(access.method, url_for[name])
+
+    if allowed:
+        assert response.status_code != 403
+    else:
+        assert response.status_code == 403
+        assert f"needs the {access.needs.label} role" in response.text
+
+
+@pytest.mark.django_db
+def test_a_user_without_a_role_is_told_which_role_to_ask_for(client: Client, no_role_user: User) -> None:
+    client.force_login(no_role_user)
+
+    response = client.get(reverse("dashboard"))
+
+    assert response.status_code == 403
+    assert "needs the viewer role" in response.text
+    assert "your account (nico-no-role) has no role" in response.text
+    assert "“Viewer” group" in response.text
+
+
+@pytest.mark.django_db
+def test_a_signed_in_user_can_sign_out(client: Client, no_role_user: User) -> None:
+    client.force_login(no_role_user)
+
+    response = client.post(reverse("logout"))
+
+    assert response.status_code == 302
+    assert client.get(reverse("dashboard")).status_code == 302  # back to the sign-in page
+
+
+# --- What a viewer sees ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_release(db: None) -> Release:
+    application = ApplicationFactory(name="Checkout", slug="checkout", team="Payments")
+    release = ReleaseFactory(application=application, version="7.3.0", status=ReleaseStatus.LIVE)
+    AuditEvent.objects.create(
+        created_at=release.created_at,
+        actor_label="system",
+        action="release.went_live",
+        object_type="releases.release",
+        object_id=str(release.pk),
+        object_repr=str(release),
+        application=application,
+        reason="Cut-over finished",
+    )
+    return release
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_the_dashboard_with_every_application(
+    client: Client, viewer: User, live_release: Release
+) -> None:
+    client.force_login(viewer)
+
+    response = client.get(reverse("dashboard"))
+
+    assert response.status_code == 200
+    assert "Checkout" in response.text
+    assert live_release.application.get_absolute_url() in response.text
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_an_application_with_its_slots_and_releases(
+    client: Client, viewer: User, live_release: Release
+) -> None:
+    client.force_login(viewer)
+
+    response = client.get(reverse("application_detail", args=["checkout"]))
+
+    assert response.status_code == 200
+    for slot in ("dev", "test", "staging", "production"):
+        assert f"<code>{slot}</code>" in response.text
+    assert live_release.get_absolute_url() in response.text
+    assert "Register a release" not in response.text  # that needs the release manager role
+
+
+@pytest.mark.django_db
+def test_an_htmx_poll_of_an_application_gets_only_the_slots_and_is_told_to_stop(
+    client: Client, viewer: User, live_release: Release
+) -> None:
+    client.force_login(viewer)
+
+    response = client.get(reverse("application_detail", args=["checkout"]), headers={"HX-Request": "true"})
+
+    assert response.status_code == 286  # nothing pending: htmx stops polling
+    assert response.text.lstrip().startswith('<div id="slots"')
+    assert "<html" not in response.text
+    assert "<code>production</code>" in response.text
+    assert "HX-Request" in response.headers["Vary"]
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_the_release_list_and_a_release_without_actions(
+    client: Client, viewer: User, live_release: Release
+) -> None:
+    client.force_login(viewer)
+
+    listing = client.get(reverse("release_list"))
+    detail = client.get(live_release.get_absolute_url())
+
+    assert listing.status_code == detail.status_code == 200
+    assert "7.3.0" in listing.text
+    assert "Checkout 7.3.0" in detail.text
+    assert "Cut-over finished" in detail.text
+    assert 'name="action"' not in detail.text
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_the_audit_trail(client: Client, viewer: User, live_release: Release) -> None:
+    client.force_login(viewer)
+
+    response = client.get(reverse("audit_list"))
+
+    assert response.status_code == 200
+    assert "release.went_live" in response.text
+    assert "Cut-over finished" in response.text
+
+
+@pytest.mark.django_db
+def test_a_viewer_cannot_register_a_release(client: Client, viewer: User) -> None:
+    client.force_login(viewer)
+
+    response = client.get(reverse("release_register"))
+
+    assert response.status_code == 403
+    assert "needs the release manager role" in response.text
+
+
+@pytest.mark.django_db
+def test_a_viewer_cannot_approve(client: Client, viewer: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    client.force_login(viewer)
+
+    response = client.post(reverse("release_action", args=[release.pk]), {"action": "approve"})
+
+    assert response.status_code == 403
+    assert "needs the approver role" in response.text
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.AWAITING_APPROVAL
+    assert AuditEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_viewer_is_refused_a_rejection_for_want_of_the_role_not_of_a_comment(client: Client, viewer: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    client.force_login(viewer)
+
+    response = client.post(reverse("release_action", args=[release.pk]), {"action": "reject", "reason": ""})
+
+    # The role decides first: someone who may not reject at all must not be asked for a comment.
+    assert response.status_code == 403
+    assert "needs the approver role" in response.text
+
+
+@pytest.mark.django_db
+def test_an_approver_cannot_request_approval(client: Client, approver: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.REGISTERED)
+    client.force_login(approver)
+
+    response = client.post(reverse("release_action", args=[release.pk]), {"action": "request_approval"})
+
+    assert response.status_code == 403
+    assert "needs the release manager role" in response.text
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.REGISTERED
+
+
+# --- Release actions -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_approver_is_offered_approve_and_reject_on_an_awaiting_release(client: Client, approver: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    client.force_login(approver)
+
+    response = client.get(release.get_absolute_url())
+
+    assert 'value="approve"' in response.text
+    assert 'value="reject"' in response.text
+    assert 'value="request_approval"' not in response.text
+
+
+@pytest.mark.django_db
+def test_an_approver_approves_an_awaiting_release(client: Client, approver: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    client.force_login(approver)
+
+    response = client.post(reverse("release_action", args=[release.pk]), {"action": "approve", "reason": "Signed off"})
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == release.get_absolute_url()
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.APPROVED
+    event = AuditEvent.objects.get()
+    assert (event.action, event.actor, event.reason) == ("release.approved", approver, "Signed off")
+    assert "approved." in client.get(response.headers["Location"]).text
+
+
+@pytest.mark.django_db
+def test_a_release_manager_sends_a_release_for_approval(client: Client, release_manager: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.REGISTERED)
+    client.force_login(release_manager)
+
+    response = client.post(reverse("release_action", args=[release.pk]), {"action": "request_approval"})
+
+    assert response.status_code == 302
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.AWAITING_APPROVAL
+
+
+@pytest.mark.django_db
+def test_a_rejection_without_a_comment_is_sent_back_with_the_field_error(client: Client, approver: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    client.force_login(approver)
+
+    response = client.post(reverse("release_action", args=[release.pk]), {"action": "reject", "reason": "  "})
+
+    assert response.status_code == 400
+    assert "a rejection needs a comment" in response.text
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.AWAITING_APPROVAL
+    assert AuditEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_rejection_with_a_comment_rejects(client: Client, approver: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    client.force_login(approver)
+
+    response = client.post(
+        reverse("release_action", args=[release.pk]), {"action": "reject", "reason": "Fails the load test"}
+    )
+
+    assert response.status_code == 302
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.REJECTED
+    assert AuditEvent.objects.get().reason == "Fails the load test"
+
+
+@pytest.mark.django_db
+def test_an_unknown_action_is_a_400_not_a_500(client: Client, admin_user: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    client.force_login(admin_user)
+
+    response = client.post(reverse("release_action", args=[release.pk]), {"action": "deploy"})
+
+    assert response.status_code == 400
+    assert "action" in response.context["form"].errors
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.AWAITING_APPROVAL
+
+
+@pytest.mark.django_db
+def test_approving_a_live_release_is_a_409_that_explains_why(client: Client, approver: User) -> None:
+    release = ReleaseFactory(status=ReleaseStatus.LIVE)
+    client.force_login(approver)
+
+    response = client.post(reverse("release_action", args=[release.pk]), {"action": "approve"})
+
+    assert response.status_code == 409
+    assert f"{release} is live, so it cannot be approved." in response.text
+    assert "A release must be awaiting approval to be approved." in response.text
+    release.refresh_from_db()
+    assert release.status == ReleaseStatus.LIVE
+    assert AuditEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_an_action_on_a_missing_release_is_a_404(client: Client, approver: User) -> None:
+    client.force_login(approver)
+
+    response = client.post(reverse("release_action", args=[999_999]), {"action": "approve"})
+
+    assert response.status_code == 404
+
+
+# --- Registering a release -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_release_manager_registers_a_release(client: Client, release_manager: User) -> None:
+    application = ApplicationFactory(name="Checkout")
+    staging = application.slots.get(name="staging")
+    client.force_login(release_manager)
+
+    response = client.post(
+        reverse("release_register"),
+        {"application": application.pk, "version": " 5.0.0 ", "deployed_slot": staging.pk, "branch": "main"},
+    )
+
+    release = Release.objects.get()
+    assert response.status_code == 302
+    assert response.headers["Location"] == release.get_absolute_url()
+    assert (release.application, release.version, release.deployed_slot) == (application, "5.0.0", staging)
+    assert release.created_by == release_manager
+    assert AuditEvent.objects.get().action == "release.registered"
+
+
+@pytest.mark.django_db
+def test_the_registration_form_refuses_a_duplicate_version(client: Client, release_manager: User) -> None:
+    existing = ReleaseFactory(application=ApplicationFactory(name="Checkout"), version="5.0.0")
+    client.force_login(release_manager)
+
+    response = client.post(reverse("release_register"), {"application": existing.application.pk, "version": "5.0.0"})
+
+    assert response.status_code == 400
+    assert "Checkout already has a release 5.0.0." in response.text
+    assert response.context["form"].errors["version"] == ["Checkout already has a release 5.0.0."]
+    assert Release.objects.count() == 1
+    assert AuditEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_registration_form_refuses_a_slot_of_another_application(client: Client, release_manager: User) -> None:
+    application = ApplicationFactory(name="Checkout")
+    foreign = ApplicationFactory(name="Billing").slots.get(name="staging")
+    client.force_login(release_manager)
+
+    response = client.post(
+        reverse("release_register"),
+        {"application": application.pk, "version": "5.0.0", "deployed_slot": foreign.pk},
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["deployed_slot"] == ["staging is a slot of Billing, not Checkout."]
+    assert "staging is a slot of Billing, not Checkout." in response.text
+    assert Release.objects.count() == 0
+    assert AuditEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_registration_form_is_offered_to_a_release_manager(client: Client, release_manager: User) -> None:
+    application = ApplicationFactory()
+    client.force_login(release_manager)
+
+    response = client.get(reverse("release_register"), {"application": application.pk})
+
+    assert response.status_code == 200
+    assert response.context["form"]["application"].value() == str(application.pk)
+    assert Release.objects.count() == 0
