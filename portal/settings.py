@@ -184,8 +184,12 @@ SECURE_CSP = {
 }
 
 # --- Email --------------------------------------------------------------------------------------
-# Django 6.1 mailers, configured from the usual EMAIL_* variables. Console backend by default.
-_email_backend = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Django 6.1 mailers, configured from the usual EMAIL_* variables: SMTP in production, the console
+# (mail printed to the log) when DEBUG is on.
+_email_backend = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
 _email_options: dict[str, object] = {}
 if _email_backend == "django.core.mail.backends.smtp.EmailBackend":
     _email_options = {
