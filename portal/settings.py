@@ -226,6 +226,17 @@ STORAGES = {
 # --- Slipway ------------------------------------------------------------------------------------
 SLIPWAY_DEFAULT_PROVIDER = env_str("SLIPWAY_DEFAULT_PROVIDER", "simulator")
 
+# Azure App Service provider. Credentials come from the environment only (never the database):
+# AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET for a service principal, AZURE_CLIENT_ID
+# alone for a user-assigned managed identity.
+AZURE_RESOURCE_MANAGER_URL = env_str("AZURE_RESOURCE_MANAGER_URL", "https://management.azure.com").rstrip("/")
+AZURE_AUTHORITY_HOST = env_str("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
+AZURE_TENANT_ID = env_str("AZURE_TENANT_ID")
+AZURE_CLIENT_ID = env_str("AZURE_CLIENT_ID")
+AZURE_CLIENT_SECRET = env_str("AZURE_CLIENT_SECRET")
+AZURE_POLLING_INTERVAL = env_int("AZURE_POLLING_INTERVAL", 15)  # seconds between long-running-operation polls
+AZURE_HTTP_TIMEOUT = env_int("AZURE_HTTP_TIMEOUT", 30)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -21,6 +21,12 @@ class Provider(models.TextChoices):
     AZURE = "azure", "Azure App Service"
 
 
+class AzureCredential(models.TextChoices):
+    MANAGED_IDENTITY = "managed_identity", "Managed identity (Slipway runs on Azure)"
+    CLIENT_SECRET = "client_secret", "Service principal with a client secret (from the environment)"
+    DEFAULT = "default", "DefaultAzureCredential (environment, workload identity, managed identity)"
+
+
 class StrategyKind(models.TextChoices):
     BLUE_GREEN = "blue_green", "Blue-green slot swap"
     CANARY = "canary", "Canary"
@@ -45,6 +51,12 @@ class Application(models.Model):
     azure_subscription_id = models.CharField(max_length=64, blank=True)
     azure_resource_group = models.CharField(max_length=90, blank=True)
     azure_site_name = models.CharField(max_length=60, blank=True)
+    azure_credential = models.CharField(
+        max_length=20,
+        choices=AzureCredential.choices,
+        default=AzureCredential.CLIENT_SECRET,
+        help_text="How Slipway signs in to Azure for this application. Secrets never live in the database.",
+    )
     health_check_path = models.CharField(max_length=200, default="/healthz")
     default_strategy = models.CharField(max_length=20, choices=StrategyKind.choices, default=StrategyKind.BLUE_GREEN)
     created_at = models.DateTimeField(auto_now_add=True)
