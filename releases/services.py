@@ -328,3 +328,184 @@ def slots_refresh(*, application: Application, actor: Any = None) -> RefreshResu
         result.unknown = sorted(set(states) - set(slots))
         Application.objects.filter(pk=application.pk).update(slots_refresh_error="", slots_refreshed_at=now)
     return result
+
+
+# --- applications: onboarding and connection ---------------------------------------------------
+APPLICATION_AUDIT_FIELDS = [
+    "name",
+    "slug",
+    "team",
+    "provider",
+    "azure_subscription_id",
+    "azure_resource_group",
+    "azure_site_name",
+    "azure_credential",
+    "health_check_path",
+    "default_strategy",
+]
+# What a new simulated site starts with: App Service's main slot plus three deployment slots.
+SIMULATOR_DEFAULT_SLOTS = ["production", "staging", "test", "dev"]
+
+
+def application_create(*, actor: Any, **fields: Any) -> Application:
+    """Create an application (fields as on the model). A simulated one gets its simulated site too."""
+    from django.core.exceptions import ValidationError
+
+    from .models import Provider, SimulatorSlot
+
+    application = Application(**fields)
+    try:
+        application.full_clean()
+    except ValidationError as exc:
+        raise DomainError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+    with transaction.atomic():
+        application.save()
+        if application.provider == Provider.SIMULATOR:
+            SimulatorSlot.objects.bulk_create(
+                SimulatorSlot(application=application, slot_name=name) for name in SIMULATOR_DEFAULT_SLOTS
+            )
+        audit_record(
+            actor=actor,
+            action="application.created",
+            obj=application,
+            application=application,
+            after=snapshot(application, APPLICATION_AUDIT_FIELDS),
+        )
+    return application
+
+
+@dataclass
+class ConnectionReport:
+    ok: bool
+    slots: list[Any]  # providers.SlotState
+    problem: str = ""  # what failed, in words a person can act on
+    provider_message: str = ""  # the provider's own words
+
+
+def application_test_connection(*, application: Application) -> ConnectionReport:
+    """Ask the provider for the site's slots and explain any failure. Reads only; nothing is stored."""
+    from .models import Provider
+    from .providers import (
+        AuthError,
+        ConflictError,
+        NotFoundError,
+        ProviderError,
+        TransientError,
+        provider_for,
+    )
+
+    where = (
+        f"site “{application.azure_site_name}” in resource group “{application.azure_resource_group}” "
+        f"of subscription {application.azure_subscription_id}"
+        if application.provider == Provider.AZURE
+        else f"the simulated site of {application.name}"
+    )
+    try:
+        slots = provider_for(application).slot_states(application)
+    except AuthError as exc:
+        if exc.status == 403:
+            problem = (
+                f"Signed in, but the identity may not read the {where}. Grant it the Website Contributor role "
+                "on the site (and Monitoring Reader for canary metrics)."
+            )
+        else:
+            problem = (
+                f"Slipway could not sign in to Azure with the “{application.get_azure_credential_display()}” "
+                "credential. Check the AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET variables of the "
+                "web and worker processes, or choose another credential."
+            )
+        return ConnectionReport(False, [], problem, str(exc))
+    except NotFoundError as exc:
+        problem = f"There is no {where} that this identity can see. Check the subscription, resource group and site."
+        return ConnectionReport(False, [], problem, str(exc))
+    except (TransientError, ConflictError) as exc:
+        problem = "The provider did not answer in time or asked us to slow down; try again in a minute."
+        return ConnectionReport(False, [], problem, str(exc))
+    except ProviderError as exc:
+        return ConnectionReport(False, [], "The provider refused the request.", str(exc))
+    if not slots:
+        return ConnectionReport(False, [], f"The {where} answered but has no slots.")
+    return ConnectionReport(True, slots)
+
+
+def application_map_slots(*, application: Application, actor: Any, mapping: dict[str, str], slots: list[Any]) -> None:
+    """Bind each stage to a discovered slot: creates or updates Slot and Environment rows, audited.
+
+    `mapping` is stage → slot name ("" leaves the stage unbound); `slots` are the provider's SlotStates.
+    """
+    from .models import STAGE_ORDER, Environment, Stage
+    from .providers import PRODUCTION_SLOT
+
+    discovered = {s.name: s for s in slots}
+    chosen = {stage: name for stage, name in mapping.items() if name}
+    if chosen.get(Stage.PRODUCTION) != PRODUCTION_SLOT:
+        raise DomainError(f"Production must be the site's “{PRODUCTION_SLOT}” slot; it takes the live traffic.")
+    if PRODUCTION_SLOT in {name for stage, name in chosen.items() if stage != Stage.PRODUCTION}:
+        raise DomainError("The production slot can only be bound to the production stage.")
+    used = list(chosen.values())
+    if len(used) != len(set(used)):
+        raise DomainError("Each slot can serve one stage only; pick different slots.")
+    unknown = set(used) - set(discovered)
+    if unknown:
+        raise DomainError(f"The site has no slot named {', '.join(sorted(unknown))}; test the connection again.")
+
+    with transaction.atomic():
+        environments = {env.stage: env for env in application.environments.select_related("slot")}
+        before = {stage: env.slot.name for stage, env in environments.items()}
+        # 1. Stages left unbound lose their environment, unless it already has history.
+        for stage, env in list(environments.items()):
+            if stage not in chosen:
+                if env.approval_requests.exists() or env.operations.exists():
+                    raise DomainError(
+                        f"{env.name} already has approvals or operations on record, so it cannot be unbound."
+                    )
+                env.delete()
+                del environments[stage]
+        # 2. Slots as discovered (hostname may have changed).
+        slot_rows = {}
+        for name in chosen.values():
+            state = discovered[name]
+            slot_rows[name], _ = Slot.objects.update_or_create(
+                application=application,
+                name=name,
+                defaults={"hostname": state.hostname, "is_production": name == PRODUCTION_SLOT},
+            )
+        # 3. Bind, freeing slots before reusing them: a stage moving to a slot another stage is about to
+        #    leave waits for it. Two stages trading slots cannot be ordered and are refused.
+        pending = dict(chosen)
+        while pending:
+            progressed = False
+            for stage, name in list(pending.items()):
+                slot, env = slot_rows[name], environments.get(stage)
+                holder = Environment.objects.filter(slot=slot).exclude(application=application, stage=stage).first()
+                if holder is not None:
+                    continue
+                if env is None:
+                    environments[stage] = Environment.objects.create(
+                        application=application,
+                        stage=stage,
+                        name=Stage(stage).label,
+                        position=STAGE_ORDER[Stage(stage)],
+                        slot=slot,
+                    )
+                elif env.slot_id != slot.pk:
+                    env.slot = slot
+                    env.save(update_fields=["slot"])
+                del pending[stage]
+                progressed = True
+            if not progressed:
+                stuck = ", ".join(f"{Stage(stage).label} → {name}" for stage, name in pending.items())
+                raise DomainError(
+                    f"These stages want slots other stages still hold: {stuck}. Two stages cannot trade slots in "
+                    "one step; unbind one of them first."
+                )
+        after = {env.stage: env.slot.name for env in application.environments.select_related("slot")}
+        if after != before:
+            audit_record(
+                actor=actor,
+                action="application.slots_mapped",
+                obj=application,
+                application=application,
+                before=before,
+                after=after,
+            )

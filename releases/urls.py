@@ -4,7 +4,9 @@ from . import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("apps/new", views.application_create, name="application_create"),
     path("apps/<slug:slug>/", views.application_detail, name="application_detail"),
+    path("apps/<slug:slug>/connect", views.application_connect, name="application_connect"),
     path("apps/<slug:slug>/refresh", views.application_refresh_slots, name="application_refresh_slots"),
     path("releases/", views.release_list, name="release_list"),
     path("releases/new", views.release_register, name="release_register"),

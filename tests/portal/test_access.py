@@ -37,6 +37,8 @@ ACCESS: dict[str, Access] = {
     "healthz": Access(PUBLIC),
     "dashboard": Access(Role.VIEWER),
     "application_detail": Access(Role.VIEWER),
+    "application_create": Access(Role.ADMIN),
+    "application_connect": Access(Role.ADMIN),
     "application_refresh_slots": Access(Role.VIEWER, method="POST"),
     "release_list": Access(Role.VIEWER),
     "release_register": Access(Role.RELEASE_MANAGER),
