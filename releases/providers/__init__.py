@@ -30,10 +30,13 @@ class ProviderError(Exception):
 
     retryable = False
 
-    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str = "", retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status  # HTTP status where there was one
         self.code = code  # the provider's error code, e.g. "Conflict", "ResourceNotFound"
+        self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After), if it said
 
 
 class TransientError(ProviderError):
@@ -94,7 +97,12 @@ class MetricsSample:
 
 
 class SwapHandle(Protocol):
-    """A slot swap in flight. Poll with `done()`; `result()` raises the provider's error if it failed."""
+    """A slot swap in flight. Poll with `done()`; `result()` raises the provider's error if it failed.
+
+    `result(timeout)` raises the built-in `TimeoutError` when the swap is still running after `timeout`
+    seconds: the swap goes on, and the caller keeps `resume_token` to poll it later. A failed *poll*
+    (e.g. TransientError) is retried with `resume_swap(resume_token)`, never with a second `begin_swap`.
+    """
 
     @property
     def resume_token(self) -> str: ...
@@ -112,7 +120,8 @@ class HostingProvider(Protocol):
         ...
 
     def check_health(self, application: Application, slot: str) -> HealthResult:
-        """GET the slot's health-check path now."""
+        """GET the slot's health-check path now. Never raises for an unhealthy or unreachable app:
+        that is an unhealthy result with the reason in `detail`."""
         ...
 
     def begin_swap(self, application: Application, source: str, target: str = PRODUCTION_SLOT) -> SwapHandle:
@@ -202,12 +211,13 @@ def call_with_retry[T](
             result = call()
         except ProviderError as exc:
             elapsed = time.monotonic() - started
-            give_up = not exc.retryable or elapsed + delay > deadline_s
+            wait = max(delay, min(exc.retry_after or 0.0, max_delay_s))  # honour Retry-After, capped
+            give_up = not exc.retryable or elapsed + wait > deadline_s
             if on_attempt:
-                on_attempt(Attempt(number, f"{exc.__class__.__name__}: {exc}", 0.0 if give_up else delay))
+                on_attempt(Attempt(number, f"{exc.__class__.__name__}: {exc}", 0.0 if give_up else wait))
             if give_up:
                 raise
-            sleep(delay)
+            sleep(wait)
             delay = min(delay * 2, max_delay_s)
             continue
         if on_attempt:

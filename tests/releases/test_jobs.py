@@ -168,16 +168,15 @@ def test_a_provider_that_cannot_answer_is_recorded_on_the_application(
 
     assert Job.fetch(job.id, connection=queue.connection).get_status() == JobStatus.FINISHED
     application.refresh_from_db()
-    assert application.slots_refresh_error == (
-        "The Azure App Service provider is not available in this version of Slipway yet."
-    )
+    # Tests never configure Azure credentials: the refresh records why it could not sign in.
+    assert application.slots_refresh_error.startswith("The service principal credential needs AZURE_TENANT_ID")
     assert not application.slots_refresh_pending
     assert not AuditEvent.objects.filter(action="slot.observed").exists()
     assert set(Slot.objects.filter(application=application).values_list("running_version", "health")) == {
         ("", Health.UNKNOWN)
     }
     page = client.get(application.get_absolute_url())
-    assert "Last refresh failed: The Azure App Service provider is not available" in page.text
+    assert "Last refresh failed: The service principal credential needs AZURE_TENANT_ID" in page.text
 
 
 def test_a_refresh_is_sent_to_redis_only_when_its_transaction_commits(
