@@ -42,6 +42,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -91,6 +101,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "portal.timezones.UserTimezoneMiddleware",
     "releases.audit.AuditContextMiddleware",
 ]
 
@@ -109,6 +120,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.roles.roles_context",
+                "releases.context_processors.approvals_waiting",
             ],
         },
     },
@@ -226,6 +238,20 @@ STORAGES = {
 # --- Slipway ------------------------------------------------------------------------------------
 SLIPWAY_DEFAULT_PROVIDER = env_str("SLIPWAY_DEFAULT_PROVIDER", "simulator")
 
+# Approvals: how often the periodic jobs of releases/cron.py look for lapsed requests and for
+# requests to remind approvers of, and how notifications are retried (seconds between attempts).
+APPROVAL_EXPIRY_SWEEP_SECONDS = env_int("APPROVAL_EXPIRY_SWEEP_SECONDS", 60)
+APPROVAL_REMINDER_SWEEP_SECONDS = env_int("APPROVAL_REMINDER_SWEEP_SECONDS", 300)
+try:
+    NOTIFICATION_RETRY_INTERVALS = [int(s) for s in env_list("NOTIFICATION_RETRY_INTERVALS", ["30", "120", "600"])]
+except ValueError:
+    raise ImproperlyConfigured(
+        "NOTIFICATION_RETRY_INTERVALS must be comma-separated whole seconds, e.g. 30,120,600"
+    ) from None
+if any(seconds < 0 for seconds in NOTIFICATION_RETRY_INTERVALS):
+    raise ImproperlyConfigured("NOTIFICATION_RETRY_INTERVALS must not be negative")
+NOTIFICATION_WEBHOOK_TIMEOUT = env_int("NOTIFICATION_WEBHOOK_TIMEOUT", 10)
+
 # Azure App Service provider. Credentials come from the environment only (never the database):
 # AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET for a service principal, AZURE_CLIENT_ID
 # alone for a user-assigned managed identity.
@@ -236,6 +262,31 @@ AZURE_CLIENT_ID = env_str("AZURE_CLIENT_ID")
 AZURE_CLIENT_SECRET = env_str("AZURE_CLIENT_SECRET")
 AZURE_POLLING_INTERVAL = env_int("AZURE_POLLING_INTERVAL", 15)  # seconds between long-running-operation polls
 AZURE_HTTP_TIMEOUT = env_int("AZURE_HTTP_TIMEOUT", 30)
+AZURE_VERSION_SETTING = env_str("AZURE_VERSION_SETTING", "SLIPWAY_VERSION")  # app setting holding the version
+
+# The built-in simulator (releases.providers.simulator). A swap takes `swap_seconds` in all: a warm-up,
+# the swap itself, then the routing switch; the phase is computed from the time since it started.
+SIMULATOR_TIMINGS: dict[str, float] = {
+    "swap_seconds": env_float("SIMULATOR_SWAP_SECONDS", 6.0),
+    "warmup_seconds": env_float("SIMULATOR_SWAP_WARMUP_SECONDS", 3.0),
+    "routing_seconds": env_float("SIMULATOR_SWAP_ROUTING_SECONDS", 1.0),
+    # A swap hung by fault injection is abandoned (failed) after this long, so the site is not blocked forever.
+    "hang_timeout_seconds": env_float("SIMULATOR_SWAP_HANG_TIMEOUT_SECONDS", 900.0),
+    # After a restart the slot's health check answers 503 for this long.
+    "restart_seconds": env_float("SIMULATOR_RESTART_SECONDS", 2.0),
+    # Served pages sleep for their sampled latency, capped at this (0: only record the sampled value).
+    "serve_sleep_max_ms": env_float("SIMULATOR_SERVE_SLEEP_MAX_MS", 0.0),
+    # Synthetic load is generated lazily; after a pause, at most this many minutes are filled in.
+    "synthetic_backfill_minutes": env_float("SIMULATOR_SYNTHETIC_BACKFILL_MINUTES", 15.0),
+    "metrics_retention_hours": env_float("SIMULATOR_METRICS_RETENTION_HOURS", 24.0),
+}
+for _name, _value in SIMULATOR_TIMINGS.items():
+    if _value < 0:
+        raise ImproperlyConfigured(f"The simulator's {_name} must not be negative, not {_value}")
+if SIMULATOR_TIMINGS["warmup_seconds"] + SIMULATOR_TIMINGS["routing_seconds"] > SIMULATOR_TIMINGS["swap_seconds"]:
+    raise ImproperlyConfigured(
+        "SIMULATOR_SWAP_WARMUP_SECONDS + SIMULATOR_SWAP_ROUTING_SECONDS must not exceed SIMULATOR_SWAP_SECONDS"
+    )
 
 LOGGING = {
     "version": 1,
@@ -243,5 +294,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # azure-core logs every ARM request at INFO (Authorization redacted); warnings are enough.
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "azure": {"level": "WARNING"},
+        # urllib3 logs request paths at DEBUG, and an incoming webhook's path is its credential.
+        "urllib3": {"level": "WARNING"},
+    },
 }

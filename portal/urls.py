@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from releases import simulator_urls
+
 from . import views
 
 urlpatterns = [
@@ -10,5 +12,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
+    path("sim/", include("releases.simulator_urls")),
+    path("", include(simulator_urls.portal_urlpatterns)),
     path("", include("releases.urls")),
 ]

@@ -6,8 +6,9 @@ per application) apart from the dates, which are laid out backwards from the mom
 History is *planned* first (versions, notes, who decided what and when, operation steps) by pure
 functions, then *played* against the database: every release state change goes through
 `releases.services` inside `clock.frozen(moment)`, so timestamps and audit events are back-dated.
-Approval requests, decisions and operations have no services yet; their rows are written here,
-each with its audit event in the same transaction.
+Approval requests and decisions go through `releases.approvals` too (registration on the staging
+slot opens the request; notifications are muted, since this is history). Operations have no services
+yet; their rows are written here, each with its audit event in the same transaction.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from django.utils import timezone
 from portal import clock
 from portal.roles import Role
 
-from . import services
+from . import approvals, notifications, services
 from .audit import audit_record, origin, snapshot
 from .models import (
     Application,
-    ApprovalDecision,
     ApprovalPolicy,
     ApprovalRequest,
     ApprovalRequestStatus,
@@ -43,7 +43,9 @@ from .models import (
     OperationStatus,
     OperationStep,
     Release,
+    SimulatorSite,
     SimulatorSlot,
+    SimulatorVersionProfile,
     Slot,
     Stage,
     StepStatus,
@@ -737,7 +739,6 @@ def _last_moment(rp: ReleasePlan) -> datetime:
 # --- playing the plan against the database -------------------------------------------------------------
 
 OPERATION_AUDIT_FIELDS = ["status", "strategy", "started_at", "finished_at", "error"]
-REQUEST_AUDIT_FIELDS = ["status", "approvals_required", "expires_at", "settled_at"]
 STEP_FIELDS = ["status", "attempts", "progress", "detail", "log", "started_at", "finished_at"]
 
 
@@ -783,64 +784,16 @@ def _play_release(ctx: _Context, rp: ReleasePlan) -> None:
             artifact_url=f"https://artifacts.sim.slipway.local/{app.slug}/{rp.version}/{app.slug}-{rp.version}.zip",
             deployed_slot=ctx.slots[rp.stage],
         )
-    if rp.requested_at is None:
+    # Registering on the staging slot opened the request for production (and on the test slot, one
+    # for pre-production): the planned decisions settle it through the same service as the portal.
+    request = ApprovalRequest.objects.filter(release=release, status=ApprovalRequestStatus.PENDING).first()
+    if rp.requested_at is None or request is None:
         return
-    production = ctx.environments[Stage.PRODUCTION]
-    policy = production.approval_policy
-    with ctx.acting(rp.requested_at, SERVICE_ACCOUNT) as ci:
-        services.release_request_approval(release=release, actor=ci)
-        request = ApprovalRequest.objects.create(
-            release=release,
-            environment=production,
-            approvals_required=policy.approvals_required,
-            requested_by=ci,
-            created_at=rp.requested_at,
-            expires_at=rp.requested_at + timedelta(hours=policy.expiry_hours),
-        )
-        audit_record(
-            actor=ci,
-            action="approval.requested",
-            obj=request,
-            application=app,
-            after=snapshot(request, REQUEST_AUDIT_FIELDS),
-            reason=f"{release.version} is on the staging slot; {policy.approvals_required} approvals needed",
-        )
-    approvals = 0
     for decision in rp.decisions:
         with ctx.acting(decision.at, decision.approver) as approver:
-            ApprovalDecision.objects.create(
-                request=request,
-                approver=approver,
-                verdict=decision.verdict,
-                comment=decision.comment,
-                decided_at=decision.at,
+            approvals.approval_decide(
+                request=request, actor=approver, verdict=decision.verdict, comment=decision.comment
             )
-            before = snapshot(request, REQUEST_AUDIT_FIELDS) | {"approvals": approvals}
-            if decision.verdict == ApprovalDecision.Verdict.APPROVE:
-                approvals += 1
-                if approvals >= request.approvals_required:
-                    request.status = ApprovalRequestStatus.APPROVED
-            else:
-                request.status = ApprovalRequestStatus.REJECTED
-            if request.status != ApprovalRequestStatus.PENDING:
-                request.settled_at = decision.at
-                request.save(update_fields=["status", "settled_at"])
-            after = snapshot(request, REQUEST_AUDIT_FIELDS) | {"approvals": approvals, "verdict": decision.verdict}
-            audit_record(
-                actor=approver,
-                action="approval.decided",
-                obj=request,
-                application=app,
-                before=before,
-                after=after,
-                reason=decision.comment,
-            )
-            if request.status == ApprovalRequestStatus.APPROVED:
-                services.release_approve(
-                    release=release, actor=approver, reason=f"{approvals} of {request.approvals_required} approvals"
-                )
-            elif request.status == ApprovalRequestStatus.REJECTED:
-                services.release_reject(release=release, actor=approver, reason=decision.comment)
     if rp.promotion is not None:
         _play_operation(ctx, release, rp.promotion)
     if rp.rollback is not None:
@@ -1058,6 +1011,37 @@ def _ensure_users(joined: datetime, log: Callable[[str], None]) -> dict[str, Any
     return users
 
 
+# --- the simulated cloud --------------------------------------------------------------------------------
+
+# How the demo's versions behave on the simulator: (median, p95) latency in ms per application, a small
+# error rate, and Checkout Web's build waiting in staging a little worse than production, so a canary
+# has something to notice. Everything is healthy; 60 synthetic requests a minute make metrics exist
+# from the first start (the first read fills in the last 15 minutes).
+DEMO_LATENCY_MS = {"checkout-web": (120.0, 380.0), "customer-portal": (90.0, 260.0), "inventory-api": (35.0, 110.0)}
+DEMO_ERROR_RATE = 0.002
+DEMO_STAGING_ERROR_RATE = {"checkout-web": 0.012}
+DEMO_SYNTHETIC_RPM = 60
+
+
+def _seed_simulator(app: Application) -> None:
+    """Give the simulated site its load and a profile per version it runs; leaves existing rows alone."""
+    SimulatorSite.objects.get_or_create(application=app, defaults={"synthetic_rpm": DEMO_SYNTHETIC_RPM})
+    median, p95 = DEMO_LATENCY_MS.get(app.slug, (80.0, 200.0))
+    for slot_name, version in SimulatorSlot.objects.filter(application=app).values_list("slot_name", "version"):
+        if not version:
+            continue
+        worse = DEMO_STAGING_ERROR_RATE.get(app.slug) if slot_name == "staging" else None
+        SimulatorVersionProfile.objects.get_or_create(
+            application=app,
+            version=version,
+            defaults={
+                "error_rate": worse or DEMO_ERROR_RATE,
+                "latency_ms_median": median * (1.15 if worse else 1.0),
+                "latency_ms_p95": p95 * (1.3 if worse else 1.0),
+            },
+        )
+
+
 # --- entry point ----------------------------------------------------------------------------------------
 
 
@@ -1082,11 +1066,13 @@ def seed(*, log: Callable[[str], None] = print, now: datetime | None = None) -> 
             result = AppResult(
                 spec.name, False, existing.releases.count(), existing.operations.count(), existing.audit_events.count()
             )
+            with transaction.atomic():
+                _seed_simulator(existing)
             log(f"{spec.name}: already has {result.releases} releases, left as it is")
             results.append(result)
             continue
         plan = plan_application(spec, now)
-        with transaction.atomic():
+        with notifications.muted(), transaction.atomic():  # history: nobody is told about it
             app, slots, environments = _build_structure(spec, start - timedelta(days=3), users["admin"])
             ctx = _Context(app, slots, environments, users, random.Random(f"slipway-demo-origin/{spec.slug}"))  # noqa: S311
             for rp in plan.releases:
@@ -1095,6 +1081,7 @@ def seed(*, log: Callable[[str], None] = print, now: datetime | None = None) -> 
                 SimulatorSlot.objects.filter(application=app, slot_name=slot_name).update(
                     version=version, healthy=True, routing_percent=0
                 )
+            _seed_simulator(app)
             with ctx.acting(plan.refreshed_at, None):
                 services.slots_refresh(application=app)
         result = AppResult(spec.name, True, app.releases.count(), app.operations.count(), app.audit_events.count())

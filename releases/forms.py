@@ -49,19 +49,6 @@ class ReleaseRegisterForm(forms.ModelForm):
         pass
 
 
-class ReleaseActionForm(forms.Form):
-    action = forms.ChoiceField(
-        choices=[("request_approval", "Request approval"), ("approve", "Approve"), ("reject", "Reject")]
-    )
-    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
-
-    def clean(self) -> dict:
-        data = super().clean()
-        if data.get("action") == "reject" and not (data.get("reason") or "").strip():
-            self.add_error("reason", "Say why you reject it; a rejection needs a comment.")
-        return data
-
-
 class ApplicationCreateForm(forms.ModelForm):
     class Meta:
         model = Application

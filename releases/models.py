@@ -234,8 +234,18 @@ class ApprovalPolicy(models.Model):
         default=True, help_text="Whoever created or registered a release may not approve it."
     )
     expiry_hours = models.PositiveIntegerField(default=72, help_text="A pending request lapses after this long.")
-    auto_promote = models.BooleanField(default=False, help_text="Promote automatically once approved.")
-    require_healthy_slot = models.BooleanField(default=True)
+    auto_promote = models.BooleanField(
+        default=False, help_text="Promote automatically once approved, in the next moment outside a freeze window."
+    )
+    require_healthy_slot = models.BooleanField(
+        default=True, help_text="Gate: the slot the release runs in before this environment passes its health check."
+    )
+    reminder_hours = models.PositiveIntegerField(
+        default=12, help_text="Remind approvers this many hours before a request lapses (0: no reminder)."
+    )
+    # Incoming-webhook URLs carry their own credential: never shown back, logged or written to the audit trail.
+    teams_webhook_url = models.URLField(max_length=1000, blank=True, help_text="Microsoft Teams incoming webhook.")
+    slack_webhook_url = models.URLField(max_length=1000, blank=True, help_text="Slack incoming webhook.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -327,14 +337,29 @@ class ApprovalRequest(models.Model):
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     settled_at = models.DateTimeField(null=True, blank=True)
+    waited = models.DurationField(
+        null=True, blank=True, help_text="From the request to its settlement: the approval lead time."
+    )
+    reminded_at = models.DateTimeField(null=True, blank=True, help_text="When approvers were reminded of it.")
+    auto_promote_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Approved under an auto-promote policy: the first moment outside a freeze window to promote.",
+    )
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "expires_at"], name="request_status_expiry_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["release", "environment"],
                 condition=Q(status=ApprovalRequestStatus.PENDING),
                 name="one_pending_request_per_release_environment",
+            ),
+            models.CheckConstraint(
+                name="request_waited_iff_settled",
+                condition=Q(settled_at__isnull=True, waited__isnull=True)
+                | Q(settled_at__isnull=False, waited__isnull=False),
             ),
             models.CheckConstraint(
                 name="request_expires_after_creation", condition=Q(expires_at__gt=models.F("created_at"))
@@ -374,6 +399,111 @@ class ApprovalDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approver} {self.get_verdict_display().lower()} {self.request.release}"
+
+
+class GateResult(models.Model):
+    """One evaluation of one automated gate for promoting a release into an environment.
+
+    Gates are evaluated on demand (a button, or `approvals.promotion_blockers`); every evaluation is
+    kept, and the page shows the latest one of each gate.
+    """
+
+    class Gate(models.TextChoices):
+        SLOT_HEALTH = "slot_health", "Pre-production slot is healthy"
+        NO_FREEZE = "no_freeze", "No freeze window is active"
+        NO_OPERATION = "no_operation", "No other operation runs on the application"
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="gate_results")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="gate_results")
+    gate = models.CharField(max_length=20, choices=Gate.choices)
+    passed = models.BooleanField()
+    detail = models.CharField(max_length=500, blank=True)
+    evaluated_at = models.DateTimeField()
+    evaluated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-evaluated_at", "gate"]
+        indexes = [
+            models.Index(fields=["release", "environment", "-evaluated_at"], name="gate_result_latest_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_gate_display()}: {'passed' if self.passed else 'failed'}"
+
+
+class FreezeOverride(models.Model):
+    """Break-glass: an admin lets one release into a frozen environment until the freeze ends."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="freeze_overrides")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="freeze_overrides")
+    reason = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(help_text="The end of the freeze it overrides.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(name="freeze_override_needs_reason", condition=~Q(reason="")),
+            models.CheckConstraint(
+                name="freeze_override_expires_after_creation", condition=Q(expires_at__gt=models.F("created_at"))
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Freeze override for {self.release} into {self.environment.name}"
+
+
+class NotificationDelivery(models.Model):
+    """One message about an approval request to one recipient on one channel, and how sending it went.
+
+    Rows are written with the change they announce; a job (queue "notifications") sends each one,
+    retried on failure. The unique constraint makes sending a given message twice impossible.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        TEAMS = "teams", "Microsoft Teams"
+        SLACK = "slack", "Slack"
+
+    class Kind(models.TextChoices):
+        OPENED = "opened", "Request opened"
+        REMINDER = "reminder", "Reminder before expiry"
+        SETTLED = "settled", "Request settled"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="deliveries")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    recipient = models.CharField(
+        max_length=254, help_text="An email address, or the channel's name for a webhook (never its URL)."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "kind", "channel", "recipient"], name="one_delivery_per_message_and_recipient"
+            ),
+            models.CheckConstraint(
+                name="delivery_sent_at_iff_sent",
+                condition=Q(status="sent", sent_at__isnull=False) | (~Q(status="sent") & Q(sent_at__isnull=True)),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.recipient} by {self.get_channel_display()}"
 
 
 class OperationStatus(models.TextChoices):
@@ -552,15 +682,205 @@ class SimulatorSlot(models.Model):
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="simulator_slots")
     slot_name = models.CharField(max_length=60)
     version = models.CharField(max_length=100, blank=True)
-    healthy = models.BooleanField(default=True)
-    routing_percent = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    healthy = models.BooleanField(default=True, help_text="Fault: off makes the slot's health check answer 503.")
+    routing_percent = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(100)],
+        help_text="Share of production traffic routed here (ignored on the production slot, which takes the rest).",
+    )
+    app_settings = models.JSONField(default=dict, blank=True)
+    running = models.BooleanField(default=True, help_text="App Service: Running, or Stopped (answers 403).")
+    restart_count = models.PositiveIntegerField(default=0)
+    last_restart_at = models.DateTimeField(null=True, blank=True)
+    fail_swap = models.BooleanField(default=False, help_text="Fault: a swap involving this slot fails in warm-up.")
+    hang_swap = models.BooleanField(default=False, help_text="Fault: a swap involving this slot never finishes.")
+    served_total = models.PositiveBigIntegerField(default=0, help_text="Requests this slot's pages have served.")
+    # Swap with preview: the target's slot settings are applied here and our own kept aside until
+    # the swap completes or the preview is cancelled.
+    preview_target = models.CharField(max_length=60, blank=True)
+    preview_saved_settings = models.JSONField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["application", "slot_name"], name="simulator_slot_unique"),
             models.CheckConstraint(name="simulator_routing_range", condition=Q(routing_percent__lte=100)),
+            models.CheckConstraint(
+                name="simulator_preview_complete",
+                condition=Q(preview_target="", preview_saved_settings__isnull=True)
+                | (~Q(preview_target="") & Q(preview_saved_settings__isnull=False)),
+            ),
+            models.CheckConstraint(
+                name="simulator_preview_not_self", condition=~Q(preview_target=models.F("slot_name"))
+            ),
         ]
 
     def __str__(self) -> str:
         return f"sim:{self.application.slug}/{self.slot_name}"
+
+
+class SimulatorSite(models.Model):
+    """The simulated site of an application: settings that belong to the site rather than a slot."""
+
+    MAX_SYNTHETIC_RPM = 1200
+
+    application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="simulator_site")
+    sticky_settings = models.JSONField(default=list, blank=True, help_text="App settings that stay with their slot.")
+    synthetic_rpm = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(MAX_SYNTHETIC_RPM)],
+        help_text="Synthetic load: requests per minute to the production URL, split by the traffic share.",
+    )
+    synthetic_generated_until = models.DateTimeField(
+        null=True, blank=True, help_text="Synthetic load has been generated up to this moment."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(name="simulator_synthetic_rpm_range", condition=Q(synthetic_rpm__lte=1200)),
+        ]
+
+    def __str__(self) -> str:
+        return f"sim:{self.application.slug}"
+
+
+class SimulatorVersionProfile(models.Model):
+    """How a version behaves on the simulator: its error rate, its latency, whether its health check passes.
+
+    Latency is log-normal with the given median and 95th percentile. Versions without a profile
+    behave as `releases.providers.simulator.DEFAULT_PROFILE`.
+    """
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="simulator_profiles")
+    version = models.CharField(max_length=100)
+    error_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of requests answered with HTTP 500 (0 to 1).",
+    )
+    latency_ms_median = models.FloatField(default=80.0, validators=[MinValueValidator(0.0)])
+    latency_ms_p95 = models.FloatField(default=200.0, validators=[MinValueValidator(0.0)])
+    healthy = models.BooleanField(default=True, help_text="Fault: off makes this version's health check answer 503.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["application", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "version"], name="simulator_profile_unique"),
+            models.CheckConstraint(
+                name="simulator_profile_error_rate_range", condition=Q(error_rate__gte=0.0, error_rate__lte=1.0)
+            ),
+            models.CheckConstraint(
+                name="simulator_profile_latency_order",
+                condition=Q(latency_ms_median__gte=0.0, latency_ms_p95__gte=models.F("latency_ms_median")),
+            ),
+            models.CheckConstraint(name="simulator_profile_version_not_blank", condition=~Q(version="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"sim:{self.application.slug} {self.version}"
+
+
+class SwapPhase(models.TextChoices):
+    WARMING_UP = "warming_up", "Warming up"
+    SWAPPING = "swapping", "Swapping"
+    ROUTING = "routing", "Switching routing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+SWAP_IN_FLIGHT = frozenset({SwapPhase.WARMING_UP, SwapPhase.SWAPPING, SwapPhase.ROUTING})
+
+
+class SimulatorSwap(models.Model):
+    """A slot swap on the simulator; its id is the resume token. The phase follows the clock.
+
+    Timings and faults are copied from settings and slots when the swap starts, so every process
+    that polls it computes the same phase.
+    """
+
+    class Fault(models.TextChoices):
+        NONE = "", "None"
+        FAIL = "fail", "Fails in warm-up"
+        HANG = "hang", "Hangs"
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="simulator_swaps")
+    source = models.CharField(max_length=60)
+    target = models.CharField(max_length=60)
+    phase = models.CharField(max_length=20, choices=SwapPhase.choices, default=SwapPhase.WARMING_UP)
+    with_preview = models.BooleanField(default=False, help_text="Completes a swap with preview.")
+    fault = models.CharField(max_length=10, choices=Fault.choices, blank=True)
+    started_at = models.DateTimeField()
+    warmup_seconds = models.FloatField()
+    swap_seconds = models.FloatField(help_text="Duration of the whole swap.")
+    routing_seconds = models.FloatField()
+    hang_timeout_seconds = models.FloatField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True, help_text="What each slot runs after the swap.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application"],
+                condition=Q(phase__in=sorted(SWAP_IN_FLIGHT)),
+                name="one_simulator_swap_in_flight_per_application",
+                violation_error_message="Another swap is in progress on this site.",
+            ),
+            models.CheckConstraint(
+                name="simulator_swap_finished_iff_terminal",
+                condition=Q(phase__in=sorted(SWAP_IN_FLIGHT), finished_at__isnull=True)
+                | (~Q(phase__in=sorted(SWAP_IN_FLIGHT)) & Q(finished_at__isnull=False)),
+            ),
+            models.CheckConstraint(
+                name="simulator_swap_failure_has_error", condition=~Q(phase="failed") | ~Q(error="")
+            ),
+            models.CheckConstraint(name="simulator_swap_distinct_slots", condition=~Q(source=models.F("target"))),
+            models.CheckConstraint(
+                name="simulator_swap_timings_consistent",
+                condition=Q(warmup_seconds__gte=0, routing_seconds__gte=0, hang_timeout_seconds__gte=0)
+                & Q(swap_seconds__gte=models.F("warmup_seconds") + models.F("routing_seconds")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"sim:{self.application.slug} swap {self.source} → {self.target} ({self.get_phase_display().lower()})"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.phase in SWAP_IN_FLIGHT
+
+
+class SimulatorMetricBucket(models.Model):
+    """Requests one simulated slot served in one minute, from visitors or from the synthetic load.
+
+    Counts are exact; latencies are a sample of at most `MAX_SAMPLES` per bucket, so a metrics
+    read is a bounded aggregation whatever the traffic.
+    """
+
+    MAX_SAMPLES = 200
+
+    class Source(models.TextChoices):
+        SERVED = "served", "Served pages"
+        SYNTHETIC = "synthetic", "Synthetic load"
+
+    slot = models.ForeignKey(SimulatorSlot, on_delete=models.CASCADE, related_name="metric_buckets")
+    minute = models.DateTimeField(help_text="Start of the minute (UTC, seconds zero).")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    latency_samples = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["slot", "minute", "source"]
+        constraints = [
+            models.UniqueConstraint(fields=["slot", "minute", "source"], name="simulator_bucket_unique"),
+            models.CheckConstraint(
+                name="simulator_bucket_errors_within_requests", condition=Q(errors__lte=models.F("requests"))
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slot} {self.minute:%H:%M} {self.source}: {self.requests} requests"

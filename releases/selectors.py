@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from .models import (
     Application,
+    ApprovalRequest,
     AuditEvent,
     Environment,
     Release,
+    ReleaseStatus,
     Stage,
 )
 
@@ -62,3 +65,46 @@ def audit_events(*, application: str = "", action: str = "", actor: str = "", te
 
 def audit_trail_of(obj: object) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk))  # type: ignore[attr-defined]
+
+
+# --- approvals -------------------------------------------------------------------------------------
+
+
+def inbox_for(user: Any) -> QuerySet[ApprovalRequest]:
+    """Pending requests the user may still decide, newest first (the caller checks the approver role)."""
+    from .approvals import inbox_filter
+
+    return (
+        ApprovalRequest.objects.filter(inbox_filter(user))
+        .select_related("release__application", "environment", "requested_by")
+        .annotate(approvals=Count("decisions", filter=Q(decisions__verdict="approve")))
+        .order_by("-created_at", "-id")
+    )
+
+
+def inbox_count(user: Any) -> int:
+    from .approvals import inbox_filter
+
+    return ApprovalRequest.objects.filter(inbox_filter(user)).count()
+
+
+def releases_since_live(release: Release) -> list[Release]:
+    """The releases between the one live in production (exclusive) and `release` (inclusive), newest first.
+
+    Their notes are what changes for users when `release` reaches production.
+    """
+    live = Release.objects.filter(application_id=release.application_id, status=ReleaseStatus.LIVE).first()
+    qs = Release.objects.filter(application_id=release.application_id).filter(
+        Q(created_at__lt=release.created_at) | Q(created_at=release.created_at, pk__lte=release.pk)
+    )
+    if live is not None:
+        qs = qs.filter(Q(created_at__gt=live.created_at) | Q(created_at=live.created_at, pk__gt=live.pk))
+    return list(qs.select_related("created_by").order_by("-created_at", "-id")[:50])
+
+
+def approval_requests_of(release: Release) -> QuerySet[ApprovalRequest]:
+    return (
+        release.approval_requests.select_related("environment", "requested_by")
+        .annotate(approvals=Count("decisions", filter=Q(decisions__verdict="approve")))
+        .order_by("-created_at", "-id")
+    )

@@ -201,6 +201,10 @@ def release_register(
                 application=application,
                 after=snapshot(release, ["version", "build_id", "commit_sha", "branch", "status", "deployed_slot"]),
             )
+            # A release that reaches an environment whose successor needs approval asks for it at once.
+            from .approvals import approval_request_open_on_arrival
+
+            approval_request_open_on_arrival(release=release, actor=actor)
     except IntegrityError:
         if Release.objects.filter(application=application, version=version).exists():
             raise DomainError(f"{application.name} already has a release {version}.") from None

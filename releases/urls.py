@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import approval_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -8,9 +8,23 @@ urlpatterns = [
     path("apps/<slug:slug>/", views.application_detail, name="application_detail"),
     path("apps/<slug:slug>/connect", views.application_connect, name="application_connect"),
     path("apps/<slug:slug>/refresh", views.application_refresh_slots, name="application_refresh_slots"),
+    path("apps/<slug:slug>/environments/<str:stage>/policy", approval_views.policy_edit, name="policy_edit"),
     path("releases/", views.release_list, name="release_list"),
     path("releases/new", views.release_register, name="release_register"),
     path("releases/<int:pk>/", views.release_detail, name="release_detail"),
-    path("releases/<int:pk>/action", views.release_action, name="release_action"),
+    path(
+        "releases/<int:pk>/request-approval",
+        approval_views.release_request_approval,
+        name="release_request_approval",
+    ),
+    path("approvals/", approval_views.approval_inbox, name="approval_inbox"),
+    path("approvals/<int:request_id>/", approval_views.approval_detail, name="approval_detail"),
+    path("approvals/<int:request_id>/decide", approval_views.approval_decide, name="approval_decide"),
+    path("approvals/<int:request_id>/gates", approval_views.approval_gates, name="approval_gates"),
+    path(
+        "approvals/<int:request_id>/override-freeze",
+        approval_views.approval_override_freeze,
+        name="approval_override_freeze",
+    ),
     path("audit/", views.audit_list, name="audit_list"),
 ]

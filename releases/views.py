@@ -12,21 +12,13 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from portal import clock
-from portal.roles import Role, has_role, require_role, role_required
+from portal.roles import Role, role_required
 
-from . import selectors, services
-from .forms import ApplicationCreateForm, ReleaseActionForm, ReleaseRegisterForm, SlotMappingForm
+from . import approvals, selectors, services
+from .forms import ApplicationCreateForm, ReleaseRegisterForm, SlotMappingForm
 from .jobs import enqueue_slots_refresh
 from .models import Application, ReleaseStatus
 from .services import DomainError
-
-# The release actions offered on the release page: the role each needs, the service that performs
-# it, and its lifecycle transition (which says from which states it is possible).
-RELEASE_ACTIONS = {
-    "request_approval": (Role.RELEASE_MANAGER, services.release_request_approval, "release.approval_requested"),
-    "approve": (Role.APPROVER, services.release_approve, "release.approved"),
-    "reject": (Role.APPROVER, services.release_reject, "release.rejected"),
-}
 
 
 @require_GET
@@ -115,42 +107,20 @@ def release_register(request: HttpRequest) -> HttpResponse:
 @role_required(Role.VIEWER)
 def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(selectors.releases_for(), pk=pk)
-    return render(request, "releases/release_detail.html", _release_context(request, release, ReleaseActionForm()))
-
-
-def _release_context(request: HttpRequest, release, form: ReleaseActionForm) -> dict:
-    actions = [
-        name
-        for name, (role, _service, transition) in RELEASE_ACTIONS.items()
-        if release.status in services.TRANSITIONS[transition].sources and has_role(request.user, role)
-    ]
-    return {
-        "release": release,
-        "actions": actions,
-        "form": form,
-        "events": selectors.audit_trail_of(release),
-        "operations": release.operations.all(),
-    }
-
-
-@require_POST
-@role_required(Role.VIEWER)
-def release_action(request: HttpRequest, pk: int) -> HttpResponse:
-    release = get_object_or_404(selectors.releases_for(), pk=pk)
-    action = RELEASE_ACTIONS.get(request.POST.get("action", ""))
-    if action is not None:
-        require_role(request.user, action[0])  # the role first: a missing role is not a form error
-    form = ReleaseActionForm(request.POST)
-    if not form.is_valid():
-        return render(request, "releases/release_detail.html", _release_context(request, release, form), status=400)
-    _role, service, _transition = RELEASE_ACTIONS[form.cleaned_data["action"]]
-    try:
-        service(release=release, actor=request.user, reason=form.cleaned_data["reason"])
-    except DomainError as exc:
-        messages.error(request, str(exc))
-        return render(request, "releases/release_detail.html", _release_context(request, release, form), status=409)
-    messages.success(request, f"{release}: {release.get_status_display().lower()}.")
-    return redirect(release)
+    requests = list(selectors.approval_requests_of(release))
+    return render(
+        request,
+        "releases/release_detail.html",
+        {
+            "release": release,
+            "approval_requests": requests,
+            "current_request": requests[0] if requests else None,
+            "request_target": approvals.may_request(request.user, release),
+            "overrides": release.freeze_overrides.select_related("created_by", "environment"),
+            "events": selectors.audit_trail_of(release),
+            "operations": release.operations.all(),
+        },
+    )
 
 
 @require_GET

@@ -147,8 +147,20 @@ def production_environment(application: Application) -> Environment:
 class ApprovalPolicyFactory(DjangoModelFactory):
     class Meta:
         model = ApprovalPolicy
+        skip_postgeneration_save = True
 
     environment = factory.LazyFunction(lambda: production_environment(ApplicationFactory()))
+
+    @factory.post_generation
+    def approver_groups(self, create: bool, extracted: list[Group] | None, **kwargs: object) -> None:
+        """`ApprovalPolicyFactory(approver_groups=[group])` names the groups whose members may approve."""
+        if create and extracted:
+            self.approver_groups.set(extracted)
+
+    @factory.post_generation
+    def approver_users(self, create: bool, extracted: list[User] | None, **kwargs: object) -> None:
+        if create and extracted:
+            self.approver_users.set(extracted)
 
 
 class FreezeWindowFactory(DjangoModelFactory):
@@ -173,6 +185,10 @@ class ApprovalRequestFactory(DjangoModelFactory):
     approvals_required = 1
     created_at = factory.LazyFunction(clock.now)
     expires_at = factory.LazyAttribute(lambda request: request.created_at + timedelta(hours=72))
+    settled_at = None
+    waited = factory.LazyAttribute(
+        lambda request: request.settled_at - request.created_at if request.settled_at else None
+    )
 
 
 class ApprovalDecisionFactory(DjangoModelFactory):
@@ -217,6 +233,15 @@ class SimulatorSlotFactory(DjangoModelFactory):
     application = factory.SubFactory(ApplicationFactory)
     slot_name = factory.Sequence(lambda n: f"slot-{n}")
     version = "1.0.0"
+
+
+def add_simulated_site(application: Application, versions: dict[str, str] | None = None) -> list[SimulatorSlot]:
+    """Give `application` its simulated cloud: one SimulatorSlot per slot of the standard layout."""
+    versions = versions or {"dev": "1.2.0-dev.1", "test": "1.1.0", "staging": "1.1.0", "production": "1.0.0"}
+    return [
+        SimulatorSlot.objects.create(application=application, slot_name=name, version=versions.get(name, ""))
+        for _stage, _env, name in STANDARD_LAYOUT
+    ]
 
 
 class ApiTokenFactory(DjangoModelFactory):

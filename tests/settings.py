@@ -29,3 +29,13 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
 
 # Mail stays in memory (django.core.mail.outbox) during tests.
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+
+# The simulator's swaps take a few hundredths of a second, and a restart is over at once.
+SIMULATOR_TIMINGS = {
+    **SIMULATOR_TIMINGS,  # noqa: F405
+    "swap_seconds": 0.06,
+    "warmup_seconds": 0.02,
+    "routing_seconds": 0.02,
+    "restart_seconds": 0.0,
+    "serve_sleep_max_ms": 0.0,
+}

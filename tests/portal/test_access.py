@@ -18,7 +18,13 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from portal.roles import Role, roles_of
 from releases.models import AuditEvent, Release, ReleaseStatus
-from tests.factories import PASSWORD, ApplicationFactory, ReleaseFactory
+from tests.factories import (
+    PASSWORD,
+    ApplicationFactory,
+    ApprovalRequestFactory,
+    ReleaseFactory,
+    add_simulated_site,
+)
 
 PUBLIC = "public"
 SIGNED_IN = "signed in"  # any account, whatever its roles
@@ -43,8 +49,19 @@ ACCESS: dict[str, Access] = {
     "release_list": Access(Role.VIEWER),
     "release_register": Access(Role.RELEASE_MANAGER),
     "release_detail": Access(Role.VIEWER),
-    "release_action": Access(Role.VIEWER, method="POST"),
+    "release_request_approval": Access(Role.RELEASE_MANAGER, method="POST"),
+    "policy_edit": Access(Role.ADMIN),
+    "approval_inbox": Access(Role.APPROVER),
+    "approval_detail": Access(Role.VIEWER),
+    "approval_decide": Access(Role.APPROVER, method="POST"),
+    "approval_gates": Access(Role.VIEWER, method="POST"),
+    "approval_override_freeze": Access(Role.ADMIN, method="POST"),
     "audit_list": Access(Role.VIEWER),
+    "application_simulator": Access(Role.VIEWER),
+    "api_application_simulator": Access(Role.VIEWER),
+    "sim_routed": Access(PUBLIC),
+    "sim_slot": Access(PUBLIC),
+    "sim_slot_healthz": Access(PUBLIC),
 }
 
 # Django's admin and the RQ dashboard: staff only, guarded by Django itself.
@@ -106,7 +123,15 @@ def sample_path(route: Route) -> str:
 def url_for(db: None) -> dict[str, str]:
     """The URL of each of our routes, pointing at real objects."""
     release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
-    samples = {"slug": release.application.slug, "pk": release.pk}
+    add_simulated_site(release.application)
+    approval = ApprovalRequestFactory(release=release)
+    samples = {
+        "slug": release.application.slug,
+        "pk": release.pk,
+        "slot": "staging",
+        "request_id": approval.pk,
+        "stage": "prod",
+    }
     urls = {}
     for route in OUR_ROUTES:
         unknown = set(route.pattern.pattern.converters) - set(samples)
@@ -367,24 +392,25 @@ def test_a_viewer_cannot_register_a_release(client: Client, viewer: User) -> Non
 
 @pytest.mark.django_db
 def test_a_viewer_cannot_approve(client: Client, viewer: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    approval = ApprovalRequestFactory()
     client.force_login(viewer)
 
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "approve"})
+    response = client.post(reverse("approval_decide", args=[approval.pk]), {"verdict": "approve"})
 
     assert response.status_code == 403
     assert "needs the approver role" in response.text
-    release.refresh_from_db()
-    assert release.status == ReleaseStatus.AWAITING_APPROVAL
+    approval.release.refresh_from_db()
+    assert approval.release.status == ReleaseStatus.AWAITING_APPROVAL
+    assert not approval.decisions.exists()
     assert AuditEvent.objects.count() == 0
 
 
 @pytest.mark.django_db
 def test_a_viewer_is_refused_a_rejection_for_want_of_the_role_not_of_a_comment(client: Client, viewer: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    approval = ApprovalRequestFactory()
     client.force_login(viewer)
 
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "reject", "reason": ""})
+    response = client.post(reverse("approval_decide", args=[approval.pk]), {"verdict": "reject", "comment": ""})
 
     # The role decides first: someone who may not reject at all must not be asked for a comment.
     assert response.status_code == 403
@@ -396,7 +422,7 @@ def test_an_approver_cannot_request_approval(client: Client, approver: User) -> 
     release = ReleaseFactory(status=ReleaseStatus.REGISTERED)
     client.force_login(approver)
 
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "request_approval"})
+    response = client.post(reverse("release_request_approval", args=[release.pk]))
 
     assert response.status_code == 403
     assert "needs the release manager role" in response.text
@@ -404,111 +430,36 @@ def test_an_approver_cannot_request_approval(client: Client, approver: User) -> 
     assert release.status == ReleaseStatus.REGISTERED
 
 
-# --- Release actions -------------------------------------------------------------------------------
+# --- The release page and approval -----------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_an_approver_is_offered_approve_and_reject_on_an_awaiting_release(client: Client, approver: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+def test_the_release_page_offers_no_direct_approval_any_more(client: Client, approver: User) -> None:
+    approval = ApprovalRequestFactory()
     client.force_login(approver)
 
-    response = client.get(release.get_absolute_url())
+    response = client.get(approval.release.get_absolute_url())
 
-    assert 'value="approve"' in response.text
-    assert 'value="reject"' in response.text
-    assert 'value="request_approval"' not in response.text
-
-
-@pytest.mark.django_db
-def test_an_approver_approves_an_awaiting_release(client: Client, approver: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
-    client.force_login(approver)
-
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "approve", "reason": "Signed off"})
-
-    assert response.status_code == 302
-    assert response.headers["Location"] == release.get_absolute_url()
-    release.refresh_from_db()
-    assert release.status == ReleaseStatus.APPROVED
-    event = AuditEvent.objects.get()
-    assert (event.action, event.actor, event.reason) == ("release.approved", approver, "Signed off")
-    assert "approved." in client.get(response.headers["Location"]).text
+    # Approving happens on the request's page, under its policy; the release page links to it.
+    assert 'value="approve"' not in response.text
+    assert reverse("approval_detail", args=[approval.pk]) in response.text
+    assert "Request approval" not in response.text
 
 
 @pytest.mark.django_db
-def test_a_release_manager_sends_a_release_for_approval(client: Client, release_manager: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.REGISTERED)
+def test_an_action_on_a_missing_release_is_a_404(client: Client, release_manager: User) -> None:
     client.force_login(release_manager)
 
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "request_approval"})
+    response = client.post(reverse("release_request_approval", args=[999_999]))
 
-    assert response.status_code == 302
-    release.refresh_from_db()
-    assert release.status == ReleaseStatus.AWAITING_APPROVAL
+    assert response.status_code == 404
 
 
 @pytest.mark.django_db
-def test_a_rejection_without_a_comment_is_sent_back_with_the_field_error(client: Client, approver: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+def test_a_decision_on_a_missing_request_is_a_404(client: Client, approver: User) -> None:
     client.force_login(approver)
 
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "reject", "reason": "  "})
-
-    assert response.status_code == 400
-    assert "a rejection needs a comment" in response.text
-    release.refresh_from_db()
-    assert release.status == ReleaseStatus.AWAITING_APPROVAL
-    assert AuditEvent.objects.count() == 0
-
-
-@pytest.mark.django_db
-def test_a_rejection_with_a_comment_rejects(client: Client, approver: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
-    client.force_login(approver)
-
-    response = client.post(
-        reverse("release_action", args=[release.pk]), {"action": "reject", "reason": "Fails the load test"}
-    )
-
-    assert response.status_code == 302
-    release.refresh_from_db()
-    assert release.status == ReleaseStatus.REJECTED
-    assert AuditEvent.objects.get().reason == "Fails the load test"
-
-
-@pytest.mark.django_db
-def test_an_unknown_action_is_a_400_not_a_500(client: Client, admin_user: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
-    client.force_login(admin_user)
-
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "deploy"})
-
-    assert response.status_code == 400
-    assert "action" in response.context["form"].errors
-    release.refresh_from_db()
-    assert release.status == ReleaseStatus.AWAITING_APPROVAL
-
-
-@pytest.mark.django_db
-def test_approving_a_live_release_is_a_409_that_explains_why(client: Client, approver: User) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.LIVE)
-    client.force_login(approver)
-
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "approve"})
-
-    assert response.status_code == 409
-    assert f"{release} is live, so it cannot be approved." in response.text
-    assert "A release must be awaiting approval to be approved." in response.text
-    release.refresh_from_db()
-    assert release.status == ReleaseStatus.LIVE
-    assert AuditEvent.objects.count() == 0
-
-
-@pytest.mark.django_db
-def test_an_action_on_a_missing_release_is_a_404(client: Client, approver: User) -> None:
-    client.force_login(approver)
-
-    response = client.post(reverse("release_action", args=[999_999]), {"action": "approve"})
+    response = client.post(reverse("approval_decide", args=[999_999]), {"verdict": "approve"})
 
     assert response.status_code == 404
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
 from portal import clock
+from portal.roles import Role
 from releases import services
 from releases.audit import audit_record, origin
-from releases.models import AuditEvent, ReleaseStatus
-from tests.factories import ApplicationFactory, ReleaseFactory
+from releases.models import ApprovalRequest, AuditEvent, ReleaseStatus
+from tests.factories import ApplicationFactory, ApprovalPolicyFactory, ApprovalRequestFactory, ReleaseFactory
 
 
 class Abandoned(Exception):
@@ -103,43 +104,55 @@ def test_an_explicit_origin_is_recorded_without_its_empty_values(approver: User)
     assert AuditEvent.objects.get().origin == {"via": "job", "job_id": "job-42"}
 
 
+def _approvable(approvals_required: int = 1) -> ApprovalRequest:
+    """A pending request for production under a policy that the Approver group decides."""
+    approval = ApprovalRequestFactory(approvals_required=approvals_required)
+    ApprovalPolicyFactory(
+        environment=approval.environment,
+        approvals_required=approvals_required,
+        approver_groups=[Group.objects.get(name=Role.APPROVER.value)],
+    )
+    return approval
+
+
 @pytest.mark.django_db
 def test_an_event_written_by_a_web_request_carries_its_request_id_address_and_agent(
     client: Client, approver: User
 ) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    approval = _approvable()
     client.force_login(approver)
 
     response = client.post(
-        reverse("release_action", args=[release.pk]),
-        {"action": "approve", "reason": "Looks good"},
+        reverse("approval_decide", args=[approval.pk]),
+        {"verdict": "approve", "comment": "Looks good"},
         headers={"X-Request-ID": "req-7f3a", "User-Agent": "pytest-browser/1.0"},
         REMOTE_ADDR="203.0.113.9",
     )
 
     assert response.status_code == 302
     assert response.headers["X-Request-ID"] == "req-7f3a"
-    event = AuditEvent.objects.get()
-    assert event.action == "release.approved"
-    assert event.actor == approver
-    assert event.reason == "Looks good"
-    assert event.origin == {
-        "via": "web",
-        "request_id": "req-7f3a",
-        "ip": "203.0.113.9",
-        "user_agent": "pytest-browser/1.0",
-    }
+    events = list(AuditEvent.objects.order_by("id"))
+    assert [event.action for event in events] == ["approval.decided", "approval.approved", "release.approved"]
+    assert {event.actor for event in events} == {approver}
+    assert events[0].reason == "Looks good"
+    for event in events:
+        assert event.origin == {
+            "via": "web",
+            "request_id": "req-7f3a",
+            "ip": "203.0.113.9",
+            "user_agent": "pytest-browser/1.0",
+        }
 
 
 @pytest.mark.django_db
 def test_a_web_request_without_a_request_id_gets_one_that_matches_its_audit_event(
     client: Client, approver: User
 ) -> None:
-    release = ReleaseFactory(status=ReleaseStatus.AWAITING_APPROVAL)
+    approval = _approvable()
     client.force_login(approver)
 
-    response = client.post(reverse("release_action", args=[release.pk]), {"action": "approve"})
+    response = client.post(reverse("approval_decide", args=[approval.pk]), {"verdict": "approve"})
 
     request_id = response.headers["X-Request-ID"]
     assert len(request_id) == 32
-    assert AuditEvent.objects.get().origin["request_id"] == request_id
+    assert {event.origin["request_id"] for event in AuditEvent.objects.all()} == {request_id}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -139,7 +141,7 @@ def test_binding_production_to_a_deployment_slot_is_refused_with_a_reason(client
     )
 
     assert response.status_code == 409
-    assert "Production must be the site’s “production” slot" in response.content.decode().replace("&#x27;", "’")
+    assert "Production must be the site's “production” slot" in html.unescape(response.content.decode())
     assert not Environment.objects.filter(application__slug="billing-web").exists()
     assert not AuditEvent.objects.filter(action="application.slots_mapped").exists()
 

@@ -1,0 +1,86 @@
+"""Approvals: the rules a release meets between pre-production and the next environment.
+
+Services here follow `releases.services`: keyword-only arguments, one transaction, the audit event
+in that transaction, `DomainError` (or `ApprovalForbidden`, a 403) with a message a person can act
+on. The release lifecycle itself stays in `releases.services`; these functions call its transitions.
+
+The model, in short:
+
+- An environment's `ApprovalPolicy` governs promotion *into* it: how many approvals (N of the
+  eligible approvers), who is eligible (groups and/or named people holding the approver role; not
+  whoever registered the release or asked for its approval when self-approval is forbidden), how
+  long a request stays open, freeze windows, gates, notifications and auto-promote.
+- A release deployed to the slot of one environment is headed for the next one (its *target*). When
+  the target's policy needs approval, registration opens an `ApprovalRequest` at once; a release
+  manager can also open one with a button. A new request for a newer release supersedes the pending
+  request of an older one for the same environment (its slot no longer runs the older build).
+- The lifecycle has one approval, the one for production: requests for production move the release
+  to awaiting approval, approved, rejected, or back to registered when they lapse. Approvals into
+  earlier environments are recorded on their request only.
+- `promotion_blockers()` is what the operations engine asks before promoting: freeze, approval
+  and gates, in words.
+"""
+
+from __future__ import annotations
+
+from .common import ApprovalForbidden, needs_approval, policy_of
+from .gates import (
+    GateCheck,
+    active_override,
+    freeze_override,
+    freeze_state,
+    gates_evaluate,
+    latest_gate_results,
+    promotion_blockers,
+)
+from .policies import (
+    PolicyProblems,
+    approvers_for,
+    eligible_approvers,
+    excluded_from,
+    inbox_filter,
+    ineligibility,
+    policy_problems,
+    policy_update,
+    webhook_url_problem,
+)
+from .workflow import (
+    approval_decide,
+    approval_expire_due,
+    approval_remind_due,
+    approval_request_open,
+    approval_request_open_on_arrival,
+    approval_target,
+    may_request,
+    source_slot,
+)
+
+__all__ = [
+    "ApprovalForbidden",
+    "GateCheck",
+    "PolicyProblems",
+    "active_override",
+    "approval_decide",
+    "approval_expire_due",
+    "approval_remind_due",
+    "approval_request_open",
+    "approval_request_open_on_arrival",
+    "approval_target",
+    "approvers_for",
+    "eligible_approvers",
+    "excluded_from",
+    "freeze_override",
+    "freeze_state",
+    "gates_evaluate",
+    "inbox_filter",
+    "ineligibility",
+    "latest_gate_results",
+    "may_request",
+    "needs_approval",
+    "policy_of",
+    "policy_problems",
+    "policy_update",
+    "promotion_blockers",
+    "source_slot",
+    "webhook_url_problem",
+]

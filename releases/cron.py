@@ -1,0 +1,16 @@
+"""Periodic jobs, for RQ's cron scheduler: `python manage.py rqcron releases.cron`.
+
+`./dev run` starts the scheduler beside the worker; in production run one such process next to the
+workers (more than one would enqueue each job more than once; the jobs are idempotent, so that is
+wasteful rather than harmful). Intervals come from settings.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rq import cron
+
+from releases.jobs import expire_approval_requests, remind_approvers
+
+cron.register(expire_approval_requests, queue_name="default", interval=settings.APPROVAL_EXPIRY_SWEEP_SECONDS)
+cron.register(remind_approvers, queue_name="notifications", interval=settings.APPROVAL_REMINDER_SWEEP_SECONDS)
