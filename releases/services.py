@@ -18,6 +18,7 @@ from portal import clock
 from .audit import audit_record, snapshot
 from .models import (
     Application,
+    Provider,
     Release,
     ReleaseStatus,
     Slot,
@@ -201,6 +202,17 @@ def release_register(
                 application=application,
                 after=snapshot(release, ["version", "build_id", "commit_sha", "branch", "status", "deployed_slot"]),
             )
+            if (
+                deployed_slot is not None
+                and application.provider == Provider.SIMULATOR
+                and application.simulator_slots.filter(slot_name=deployed_slot.name).exists()
+            ):
+                # On the simulator nothing else deploys builds: registering one plays the pipeline's
+                # deploy, so the slot an approver opens runs the version they are asked about.
+                from .simulator_services import simulator_deploy
+
+                simulator_deploy(application=application, slot_name=deployed_slot.name, version=version, actor=actor)
+                Slot.objects.filter(pk=deployed_slot.pk).update(running_version=version, current_release=release)
             # A release that reaches an environment whose successor needs approval asks for it at once.
             from .approvals import approval_request_open_on_arrival
 

@@ -76,6 +76,28 @@ def simulator_set_slot_faults(
     return slot
 
 
+def simulator_deploy(*, application: Application, slot_name: str, version: str, actor: Any) -> SimulatorSlot:
+    """Put a build on a simulated slot, as a pipeline's deploy would; audited as `simulator.deployed`."""
+    simulated(application)
+    with transaction.atomic():
+        slot = SimulatorSlot.objects.select_for_update().filter(application=application, slot_name=slot_name).first()
+        if slot is None:
+            raise DomainError(f"The simulated site of {application.name} has no slot named {slot_name!r}.")
+        before = snapshot(slot, ["version"])
+        slot.version = version
+        slot.save(update_fields=["version", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="simulator.deployed",
+            obj=slot,
+            application=application,
+            before=before,
+            after=snapshot(slot, ["version"]),
+            reason=f"Build {version} deployed to {slot_name}",
+        )
+    return slot
+
+
 def simulator_set_version_profile(
     *,
     application: Application,

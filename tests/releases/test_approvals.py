@@ -112,6 +112,7 @@ def test_registering_on_pre_production_opens_a_request_for_production(
     assert release.status == ReleaseStatus.AWAITING_APPROVAL
     assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
         "release.registered",
+        "simulator.deployed",  # the simulated site runs the build the approvers are asked about
         "release.approval_requested",
         "approval.requested",
     ]

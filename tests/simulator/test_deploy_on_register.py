@@ -1,0 +1,45 @@
+"""On the simulator, registering a build deployed to a slot plays the pipeline's deploy."""
+
+from __future__ import annotations
+
+import pytest
+
+from releases import services
+from releases.models import Application, AuditEvent, SimulatorSlot, Slot
+from releases.providers.simulator import SimulatorProvider
+
+pytestmark = pytest.mark.django_db
+
+
+def test_registering_a_build_on_staging_puts_it_on_the_simulated_staging_slot(checkout: Application) -> None:
+    staging = Slot.objects.get(application=checkout, name="staging")
+
+    release = services.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=staging)
+
+    assert SimulatorSlot.objects.get(application=checkout, slot_name="staging").version == "1.3.0"
+    states = {s.name: s.version for s in SimulatorProvider().slot_states(checkout)}
+    assert states["staging"] == "1.3.0"
+    assert states["production"] == "1.0.0"
+    staging.refresh_from_db()
+    assert (staging.running_version, staging.current_release) == ("1.3.0", release)
+    event = AuditEvent.objects.get(action="simulator.deployed")
+    assert (event.before, event.after) == ({"version": "1.1.0"}, {"version": "1.3.0"})
+
+
+def test_a_duplicate_version_deploys_nothing(checkout: Application) -> None:
+    staging = Slot.objects.get(application=checkout, name="staging")
+    services.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=staging)
+    test_slot = Slot.objects.get(application=checkout, name="test")
+
+    with pytest.raises(services.DomainError, match=r"already has a release 1\.3\.0"):
+        services.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=test_slot)
+
+    assert SimulatorSlot.objects.get(application=checkout, slot_name="test").version == "1.1.0"
+    assert AuditEvent.objects.filter(action="simulator.deployed").count() == 1
+
+
+def test_registering_without_a_slot_deploys_nothing(checkout: Application) -> None:
+    services.release_register(application=checkout, version="1.3.0", actor=None)
+
+    assert not AuditEvent.objects.filter(action="simulator.deployed").exists()
+    assert SimulatorSlot.objects.get(application=checkout, slot_name="staging").version == "1.1.0"
