@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from releases import simulator_urls
+from releases.simulator import urls as simulator_urls
 
 from . import views
 
@@ -12,7 +12,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
-    path("sim/", include("releases.simulator_urls")),
+    path("sim/", include("releases.simulator.urls")),
     path("", include(simulator_urls.portal_urlpatterns)),
     path("", include("releases.urls")),
 ]

@@ -30,7 +30,8 @@ from django.utils import timezone
 from portal import clock
 from portal.roles import Role
 
-from . import approvals, notifications, services
+from . import approvals, services
+from .approvals import notifications
 from .audit import audit_record, origin, snapshot
 from .models import (
     Application,

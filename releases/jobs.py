@@ -47,7 +47,7 @@ def enqueue_slots_refresh(application: Application) -> None:
 
 def deliver_notification(delivery_id: int) -> dict[str, object]:
     """Send one recorded notification. A failure is written on the row and raised, so RQ retries it."""
-    from .notifications import DeliveryError, send
+    from .approvals.notifications import DeliveryError, send
 
     Status = NotificationDelivery.Status
     delivery = (

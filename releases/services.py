@@ -209,7 +209,7 @@ def release_register(
             ):
                 # On the simulator nothing else deploys builds: registering one plays the pipeline's
                 # deploy, so the slot an approver opens runs the version they are asked about.
-                from .simulator_services import simulator_deploy
+                from .simulator.services import simulator_deploy
 
                 simulator_deploy(application=application, slot_name=deployed_slot.name, version=version, actor=actor)
                 Slot.objects.filter(pk=deployed_slot.pk).update(running_version=version, current_release=release)

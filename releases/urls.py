@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import approval_views, views
+from . import views
+from .approvals import views as approval_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

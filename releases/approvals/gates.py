@@ -12,7 +12,6 @@ from django.utils import timezone
 from portal import clock
 from portal.roles import Role, has_role, missing_role_message
 
-from .. import freeze
 from ..audit import audit_record
 from ..models import (
     OPERATION_ACTIVE,
@@ -24,6 +23,7 @@ from ..models import (
     Release,
 )
 from ..services import DomainError
+from . import freeze
 from .common import ApprovalForbidden, R, Verdict, policy_of
 from .workflow import source_slot
 

@@ -14,7 +14,6 @@ from django.db.models import Q, QuerySet
 from portal import clock
 from portal.roles import Role, has_role, missing_role_message
 
-from .. import freeze
 from ..audit import audit_record, snapshot
 from ..models import (
     ApprovalPolicy,
@@ -23,6 +22,7 @@ from ..models import (
     FreezeWindow,
 )
 from ..services import DomainError
+from . import freeze
 from .common import ApprovalForbidden, R, policy_of
 
 APPROVE_PERMISSION = Q(

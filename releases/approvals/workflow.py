@@ -12,7 +12,7 @@ from django.utils import timezone
 from portal import clock
 from portal.roles import Role, has_role
 
-from .. import freeze, notifications, services
+from .. import services
 from ..audit import audit_record, snapshot
 from ..models import (
     ApprovalDecision,
@@ -24,6 +24,7 @@ from ..models import (
     Stage,
 )
 from ..services import DomainError
+from . import freeze, notifications
 from .common import ApprovalForbidden, R, Verdict, needs_approval, policy_of
 from .policies import approvers_for, ineligibility
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django import template
 
-from releases.notifications import duration_text
+from releases.approvals.notifications import duration_text
 
 register = template.Library()
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from releases import freeze
+from releases.approvals import freeze
 from releases.models import FreezeWindow
 
 

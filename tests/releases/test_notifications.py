@@ -26,7 +26,8 @@ from rq.job import JobStatus
 
 from portal import clock
 from portal.roles import Role
-from releases import approvals, notifications, services
+from releases import approvals, services
+from releases.approvals import notifications
 from releases.jobs import expire_approval_requests, remind_approvers
 from releases.models import (
     Application,

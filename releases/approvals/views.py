@@ -17,9 +17,13 @@ from django_htmx.http import HttpResponseStopPolling
 
 from portal import clock
 from portal.roles import Role, has_role, role_required
+from releases.approvals import ApprovalForbidden
 
-from . import approvals, freeze, selectors
-from .approval_forms import (
+from .. import approvals, selectors
+from ..models import ApprovalRequest, ApprovalRequestStatus, Environment, Provider, Release, Slot
+from ..services import DomainError
+from . import freeze
+from .forms import (
     DecisionForm,
     FreezeWindowFormSet,
     OverrideForm,
@@ -28,9 +32,6 @@ from .approval_forms import (
     show_problems,
     window_initial,
 )
-from .approvals import ApprovalForbidden
-from .models import ApprovalRequest, ApprovalRequestStatus, Environment, Provider, Release, Slot
-from .services import DomainError
 
 
 def _approval_or_404(request_id: int) -> ApprovalRequest:

@@ -28,13 +28,13 @@ from django.views.decorators.http import require_safe
 
 from portal.roles import Role, has_role, missing_role_message, require_role, role_required
 
-from . import simulator_services as sim
-from .models import Application, Provider, SimulatorSlot
-from .providers import PRODUCTION_SLOT, NotFoundError
-from .providers.simulator import SimulatorProvider, slot_health
-from .providers.simulator_load import Served, choose_slot, serve
-from .services import DomainError
-from .simulator_forms import SlotFaultForm, SyntheticLoadForm, VersionProfileForm
+from ..models import Application, Provider, SimulatorSlot
+from ..providers import PRODUCTION_SLOT, NotFoundError
+from ..providers.simulator import SimulatorProvider, slot_health
+from ..providers.simulator_load import Served, choose_slot, serve
+from ..services import DomainError
+from . import services as sim
+from .forms import SlotFaultForm, SyntheticLoadForm, VersionProfileForm
 
 ROUTING_COOKIE = "x-ms-routing-name"  # App Service's name; "self" means the production slot
 

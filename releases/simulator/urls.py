@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import simulator_views as views
+from . import views
 
 # Mounted at /sim/ by portal/urls.py: the simulated sites, as their visitors see them.
 urlpatterns = [

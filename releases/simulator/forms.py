@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from .models import SimulatorSite
+from ..models import SimulatorSite
 
 
 class SlotFaultForm(forms.Form):

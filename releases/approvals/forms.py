@@ -15,9 +15,10 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .approvals import PolicyProblems
+from releases.approvals import PolicyProblems
+
+from ..models import ApprovalDecision, ApprovalPolicy, FreezeWindow
 from .freeze import WEEKDAYS, zone
-from .models import ApprovalDecision, ApprovalPolicy, FreezeWindow
 
 WEEKDAY_CHOICES = [("", "—")] + [(str(i), name) for i, name in enumerate(WEEKDAYS)]
 

@@ -35,7 +35,7 @@ from rq import Retry
 
 from portal import clock
 
-from .models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, NotificationDelivery
+from ..models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, NotificationDelivery
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def queue(request: ApprovalRequest, kind: str, *, people: list[Any]) -> list[Not
 
 
 def enqueue(delivery: NotificationDelivery) -> None:
-    from .jobs import deliver_notification
+    from ..jobs import deliver_notification
 
     intervals = list(settings.NOTIFICATION_RETRY_INTERVALS)
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None

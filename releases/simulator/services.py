@@ -13,8 +13,8 @@ from typing import Any
 from django.db import transaction
 from django.urls import reverse
 
-from .audit import audit_record, snapshot
-from .models import (
+from ..audit import audit_record, snapshot
+from ..models import (
     Application,
     Provider,
     SimulatorSite,
@@ -22,10 +22,10 @@ from .models import (
     SimulatorSwap,
     SimulatorVersionProfile,
 )
-from .providers import PRODUCTION_SLOT
-from .providers.simulator import SimulatorProvider, advance_swap
-from .providers.simulator_load import DEFAULT_PROFILE, generate_synthetic, shares, site_for, slot_metrics
-from .services import DomainError
+from ..providers import PRODUCTION_SLOT
+from ..providers.simulator import SimulatorProvider, advance_swap
+from ..providers.simulator_load import DEFAULT_PROFILE, generate_synthetic, shares, site_for, slot_metrics
+from ..services import DomainError
 
 SLOT_FAULT_FIELDS = ["healthy", "running", "fail_swap", "hang_swap"]
 PROFILE_FIELDS = ["error_rate", "latency_ms_median", "latency_ms_p95", "healthy"]
