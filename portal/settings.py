@@ -252,6 +252,19 @@ if any(seconds < 0 for seconds in NOTIFICATION_RETRY_INTERVALS):
     raise ImproperlyConfigured("NOTIFICATION_RETRY_INTERVALS must not be negative")
 NOTIFICATION_WEBHOOK_TIMEOUT = env_int("NOTIFICATION_WEBHOOK_TIMEOUT", 10)
 
+# Operations (strategies.engine): a running operation whose heartbeat is older than this is taken over
+# by the recovery pass (every OPERATION_RECOVERY_SWEEP_SECONDS, and by `manage.py recover_operations`);
+# waits shorter than OPERATION_INLINE_WAIT_SECONDS are slept in the worker (RQ schedules to the second),
+# longer ones are re-enqueued for later so no worker is held; a step interrupted by a crash this many
+# times is not tried again and the operation rolls back.
+OPERATION_HEARTBEAT_STALE_SECONDS = env_int("OPERATION_HEARTBEAT_STALE_SECONDS", 90)
+OPERATION_RECOVERY_SWEEP_SECONDS = env_int("OPERATION_RECOVERY_SWEEP_SECONDS", 30)
+OPERATION_INLINE_WAIT_SECONDS = env_float("OPERATION_INLINE_WAIT_SECONDS", 2.0)
+OPERATION_MAX_STEP_RUNS = env_int("OPERATION_MAX_STEP_RUNS", 3)
+# A swap asked for by a runner that died before saving its token is given this long to land before a new one.
+OPERATION_SWAP_SETTLE_SECONDS = env_float("OPERATION_SWAP_SETTLE_SECONDS", 900.0)
+AUTO_PROMOTE_SWEEP_SECONDS = env_int("AUTO_PROMOTE_SWEEP_SECONDS", 60)
+
 # Azure App Service provider. Credentials come from the environment only (never the database):
 # AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET for a service principal, AZURE_CLIENT_ID
 # alone for a user-assigned managed identity.

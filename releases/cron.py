@@ -11,6 +11,10 @@ from django.conf import settings
 from rq import cron
 
 from releases.jobs import expire_approval_requests, remind_approvers
+from strategies.engine import recover_operations_job
+from strategies.jobs import auto_promote_job
 
 cron.register(expire_approval_requests, queue_name="default", interval=settings.APPROVAL_EXPIRY_SWEEP_SECONDS)
 cron.register(remind_approvers, queue_name="notifications", interval=settings.APPROVAL_REMINDER_SWEEP_SECONDS)
+cron.register(recover_operations_job, queue_name="operations", interval=settings.OPERATION_RECOVERY_SWEEP_SECONDS)
+cron.register(auto_promote_job, queue_name="operations", interval=settings.AUTO_PROMOTE_SWEEP_SECONDS)

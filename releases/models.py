@@ -548,6 +548,12 @@ class Operation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from a worker.")
+    # The engine's bookkeeping (strategies.engine): which RQ job holds the operation now, the job that
+    # was last queued for it, and when a waiting operation (bake time) is due to run again.
+    runner = models.CharField(max_length=64, blank=True, help_text="RQ job id that has claimed the operation.")
+    job_id = models.CharField(max_length=64, blank=True, help_text="The RQ job last queued for the operation.")
+    wake_at = models.DateTimeField(null=True, blank=True, help_text="A waiting operation runs again at this time.")
+    waiting_for = models.CharField(max_length=500, blank=True, help_text="Why it waits or is paused, in words.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

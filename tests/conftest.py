@@ -47,16 +47,14 @@ TEST_REDIS_DB = 15
 
 
 def _empty(queues: list[Queue]) -> None:
-    for queue in queues:
+    """Wipe the test Redis database: jobs, registries, scheduler locks and worker records alike."""
+    for connection in {id(q.connection): q.connection for q in queues}.values():
         # Refuse to wipe anything but the test database number: a developer's portal may share this Redis.
-        assert queue.connection.connection_pool.connection_kwargs["db"] == TEST_REDIS_DB, (
+        assert connection.connection_pool.connection_kwargs["db"] == TEST_REDIS_DB, (
             "Tests must run against Redis database 15 (tests/settings.py sets REDIS_URL); refusing to empty "
-            f"queue {queue.name!r} on {queue.connection}"
+            f"{connection}"
         )
-        queue.empty()
-        for registry in (queue.finished_job_registry, queue.failed_job_registry, queue.started_job_registry):
-            for job_id in registry.get_job_ids():
-                registry.remove(job_id, delete_job=True)
+        connection.flushdb()
 
 
 @pytest.fixture

@@ -39,3 +39,6 @@ SIMULATOR_TIMINGS = {
     "restart_seconds": 0.0,
     "serve_sleep_max_ms": 0.0,
 }
+
+# Operations: a swap whose runner died is given a moment to land (the simulator's swaps take 0.06 s).
+OPERATION_SWAP_SETTLE_SECONDS = 0.5

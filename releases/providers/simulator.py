@@ -243,6 +243,8 @@ class SimulatorProvider:
     """`HostingProvider` on the simulated cloud. Stateless: every call reads the database."""
 
     def slot_states(self, application: Application) -> list[SlotState]:
+        # A real platform finishes a swap whether or not anyone polls it: bring swaps up to the clock first.
+        _in_flight_swap(application)
         rows = list(SimulatorSlot.objects.filter(application=application).order_by("slot_name"))
         routed_elsewhere = sum(row.routing_percent for row in rows if row.slot_name != PRODUCTION_SLOT)
         states = []

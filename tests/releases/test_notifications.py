@@ -329,4 +329,6 @@ def test_the_periodic_jobs_are_registered_with_the_cron_scheduler() -> None:
     assert jobs == {
         "releases.jobs.expire_approval_requests": ("default", settings.APPROVAL_EXPIRY_SWEEP_SECONDS),
         "releases.jobs.remind_approvers": ("notifications", settings.APPROVAL_REMINDER_SWEEP_SECONDS),
+        "strategies.engine.recover_operations_job": ("operations", settings.OPERATION_RECOVERY_SWEEP_SECONDS),
+        "strategies.jobs.auto_promote_job": ("operations", settings.AUTO_PROMOTE_SWEEP_SECONDS),
     }

@@ -1,0 +1,27 @@
+"""The strategies, by `StrategyKind`: each module has `LABEL`, `DEFAULTS`, `clean()` and `plan()`.
+
+Adding a strategy: a module with those four names, an entry here, a `StrategyKind` choice, step
+kinds it needs in `strategies.steps`, and an end-to-end test on the simulator (tests/strategies/).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from releases.models import StrategyKind
+from releases.services import DomainError
+
+from . import blue_green, canary
+
+STRATEGIES: dict[str, ModuleType] = {
+    StrategyKind.BLUE_GREEN: blue_green,
+    StrategyKind.CANARY: canary,
+}
+
+
+def strategy_for(kind: str) -> ModuleType:
+    try:
+        return STRATEGIES[kind]
+    except KeyError:
+        offered = ", ".join(STRATEGIES)
+        raise DomainError(f"There is no strategy {kind!r} to promote with; choose one of {offered}.") from None

@@ -1,0 +1,391 @@
+"""Operations: start, preview, pause, resume, promote now, roll back (each audited, each permission-checked).
+
+Services as in `releases.services`: keyword-only arguments, one transaction with the audit event,
+`DomainError` with a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from portal import clock
+from portal.roles import Role, has_role, missing_role_message
+from releases.approvals import ApprovalForbidden, promotion_blockers, source_slot
+from releases.audit import audit_record, snapshot
+from releases.models import (
+    OPERATION_ACTIVE,
+    Application,
+    Environment,
+    Operation,
+    OperationStatus,
+    OperationStep,
+    Release,
+    ReleaseStatus,
+    Stage,
+    StepStatus,
+)
+from releases.providers import ProviderError, provider_for
+from releases.services import DomainError, release_start_rollout
+
+from . import engine
+from .plan import SKIPPABLE, PlanContext, StepSpec, swap_step
+from .registry import strategy_for
+from .steps import OPERATION_AUDIT_FIELDS
+
+
+def _require_manager(actor: Any) -> None:
+    if actor is not None and not has_role(actor, Role.RELEASE_MANAGER):
+        raise ApprovalForbidden(missing_role_message(actor, Role.RELEASE_MANAGER))
+
+
+def active_operation(application: Application) -> Operation | None:
+    return (
+        Operation.objects.filter(application=application, status__in=OPERATION_ACTIVE).select_related("release").first()
+    )
+
+
+def _already_running(application: Application) -> DomainError:
+    running = active_operation(application)
+    what = f"{running} (#{running.pk})" if running else "an operation that has just started"
+    return DomainError(f"Another operation is already running on {application.name}: {what}. Wait for it or stop it.")
+
+
+def _production(release: Release, environment: Environment | None) -> Environment:
+    environment = environment or release.application.environments.filter(stage=Stage.PRODUCTION).first()
+    if environment is None:
+        raise DomainError(f"{release.application.name} has no production environment to promote into.")
+    if environment.application_id != release.application_id:
+        raise DomainError(f"{environment} is not an environment of {release.application.name}.")
+    return environment
+
+
+def plan_context(release: Release, environment: Environment) -> PlanContext:
+    """Where the build runs and what production runs, read from the provider now."""
+    slot = source_slot(release, environment)
+    if slot is None:
+        raise DomainError(f"Slipway does not know which slot runs {release.version}; set the release's deployed slot.")
+    try:
+        states = {s.name: s for s in provider_for(release.application).slot_states(release.application)}
+    except ProviderError as exc:
+        raise DomainError(f"The provider could not say what the slots run: {exc}") from None
+    source, target = states.get(slot.name), states.get(environment.slot.name)
+    if source is None or target is None:
+        raise DomainError(f"The provider reports no {slot.name} or {environment.slot.name} slot.")
+    if source.version and source.version != release.version:
+        raise DomainError(
+            f"The {slot.name} slot runs {source.version}, not {release.version}; deploy {release.version} there first."
+        )
+    return PlanContext(
+        release=release,
+        environment=environment,
+        source_slot=slot.name,
+        target_slot=environment.slot.name,
+        new_version=release.version,
+        previous_version=target.version,
+    )
+
+
+def operation_preview(
+    *, release: Release, strategy: str, parameters: dict[str, Any], environment: Environment | None = None
+) -> list[StepSpec]:
+    """The steps a promotion would run, without starting it (for the page before the button)."""
+    module = strategy_for(strategy)
+    options = module.clean(parameters)
+    return module.plan(plan_context(release, _production(release, environment)), options)
+
+
+def operation_start(
+    *,
+    release: Release,
+    strategy: str,
+    parameters: dict[str, Any],
+    actor: Any,
+    environment: Environment | None = None,
+    reason: str = "",
+) -> Operation:
+    """Promote an approved release into production with `strategy`; the run happens in a worker.
+
+    `actor` None is the system (auto-promote). Two simultaneous starts make one operation: the
+    partial unique constraint refuses the second, which gets a DomainError saying what runs.
+    """
+    _require_manager(actor)
+    environment = _production(release, environment)
+    release.refresh_from_db()
+    if release.status != ReleaseStatus.APPROVED:
+        raise DomainError(
+            f"{release} is {release.get_status_display().lower()}; only an approved release can be promoted."
+        )
+    module = strategy_for(strategy)
+    options = module.clean(parameters)
+    if active_operation(release.application) is not None:
+        raise _already_running(release.application)
+    blockers = promotion_blockers(release, environment, actor=actor)
+    if blockers:
+        raise DomainError("Promotion is blocked: " + " ".join(blockers))
+    steps = module.plan(plan_context(release, environment), options)
+    now = clock.now()
+    try:
+        with transaction.atomic():
+            operation = Operation.objects.create(
+                application=release.application,
+                release=release,
+                environment=environment,
+                kind=Operation.Kind.PROMOTE,
+                strategy=strategy,
+                parameters=options,
+                reason=reason,
+                started_by=actor if getattr(actor, "pk", None) else None,
+                created_at=now,
+            )
+            OperationStep.objects.bulk_create(
+                OperationStep(operation=operation, position=i, kind=s.kind, title=s.title, parameters=s.parameters)
+                for i, s in enumerate(steps, start=1)
+            )
+            release_start_rollout(release=release, actor=actor, reason=f"{module.LABEL} promotion #{operation.pk}")
+            audit_record(
+                actor=actor,
+                action="operation.created",
+                obj=operation,
+                application=release.application,
+                after={
+                    **snapshot(operation, ["kind", "strategy", "status"]),
+                    "parameters": options,
+                    "steps": len(steps),
+                },
+                reason=reason,
+            )
+            engine.enqueue_operation(operation)
+    except IntegrityError:
+        raise _already_running(release.application) from None
+    return operation
+
+
+def _change(operation: Operation, *, sources: set[str], target: str, action: str, actor: Any, reason: str) -> None:
+    with transaction.atomic():
+        current = Operation.objects.select_for_update().get(pk=operation.pk)
+        if current.status not in sources:
+            raise DomainError(
+                f"Operation #{current.pk} is {current.get_status_display().lower()}; it cannot be {action}."
+            )
+        before = snapshot(current, OPERATION_AUDIT_FIELDS)
+        Operation.objects.filter(pk=current.pk, status=current.status).update(status=target)
+        current.refresh_from_db()
+        audit_record(
+            actor=actor,
+            action=f"operation.{action.replace(' ', '_')}",
+            obj=current,
+            application=current.application,
+            before=before,
+            after=snapshot(current, OPERATION_AUDIT_FIELDS),
+            reason=reason,
+        )
+        if target == OperationStatus.RUNNING:
+            engine.enqueue_operation(current)
+    operation.refresh_from_db()
+
+
+def operation_pause(*, operation: Operation, actor: Any, reason: str = "") -> Operation:
+    """Stop at the next step boundary (a step in progress finishes). Rollbacks cannot be paused."""
+    _require_manager(actor)
+    _change(
+        operation,
+        sources={OperationStatus.PENDING, OperationStatus.RUNNING},
+        target=OperationStatus.PAUSED,
+        action="paused",
+        actor=actor,
+        reason=reason,
+    )
+    return operation
+
+
+def operation_resume(*, operation: Operation, actor: Any, reason: str = "") -> Operation:
+    """Go on from where it stopped; an inconclusive canary analysis it paused on counts as accepted."""
+    _require_manager(actor)
+    with transaction.atomic():
+        waiting = operation.steps.filter(status=StepStatus.WAITING, kind="analyse").first()
+        if waiting is not None and operation.status == OperationStatus.PAUSED:
+            OperationStep.objects.filter(pk=waiting.pk).update(
+                detail={**waiting.detail, "accept_inconclusive": True, "accepted_by": str(actor or "system")}
+            )
+        _change(
+            operation,
+            sources={OperationStatus.PAUSED},
+            target=OperationStatus.RUNNING,
+            action="resumed",
+            actor=actor,
+            reason=reason,
+        )
+    return operation
+
+
+def operation_promote_now(*, operation: Operation, actor: Any, reason: str = "") -> Operation:
+    """Skip the remaining bake, analysis and intermediate shares: go straight to the completing steps."""
+    _require_manager(actor)
+    with transaction.atomic():
+        current = Operation.objects.select_for_update().get(pk=operation.pk)
+        if current.status not in (OperationStatus.RUNNING, OperationStatus.PAUSED, OperationStatus.PENDING):
+            raise DomainError(
+                f"Operation #{current.pk} is {current.get_status_display().lower()}; there is nothing to skip."
+            )
+        skippable = [
+            s
+            for s in current.steps.filter(status__in=(StepStatus.PENDING, StepStatus.WAITING)).order_by("position")
+            if s.parameters.get(SKIPPABLE)
+        ]
+        if not skippable:
+            raise DomainError(f"Operation #{current.pk} has no waiting left to skip.")
+        OperationStep.objects.filter(pk__in=[s.pk for s in skippable]).update(
+            status=StepStatus.SKIPPED, finished_at=clock.now()
+        )
+        before = snapshot(current, OPERATION_AUDIT_FIELDS)
+        if current.status == OperationStatus.PAUSED:  # promoting now also resumes
+            Operation.objects.filter(pk=current.pk).update(status=OperationStatus.RUNNING, waiting_for="")
+        current.refresh_from_db()
+        audit_record(
+            actor=actor,
+            action="operation.promoted_now",
+            obj=current,
+            application=current.application,
+            before=before,
+            after={**snapshot(current, OPERATION_AUDIT_FIELDS), "skipped": [s.title for s in skippable]},
+            reason=reason,
+        )
+        engine.enqueue_operation(current)
+    operation.refresh_from_db()
+    return operation
+
+
+def operation_rollback(*, operation: Operation, actor: Any, reason: str) -> Operation:
+    """Abort: undo what the operation did (traffic to 0 %, swap back) and roll the release back."""
+    _require_manager(actor)
+    reason = reason.strip()
+    if not reason:
+        raise DomainError("Say why you are rolling back; the reason is recorded.")
+    if operation.status not in (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.PAUSED):
+        raise DomainError(
+            f"Operation #{operation.pk} is {operation.get_status_display().lower()}; it cannot be rolled back. "
+            "To take a live release back, roll back the application."
+        )
+    error = f"Rolled back by {actor or 'the system'}: {reason}"
+    with transaction.atomic():
+        operation = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=reason)
+        engine.enqueue_operation(operation)
+    return operation
+
+
+def application_rollback(*, application: Application, actor: Any, reason: str) -> Operation:
+    """One click: abort the active operation, or swap the live release back for the previous one.
+
+    The previous build must still be warm in the slot the live one came from (a blue-green or canary
+    swap leaves it there); otherwise the rollback is refused with what to do instead.
+    """
+    _require_manager(actor)
+    reason = reason.strip()
+    if not reason:
+        raise DomainError("Say why you are rolling back; the reason is recorded.")
+    running = active_operation(application)
+    if running is not None:
+        return operation_rollback(operation=running, actor=actor, reason=reason)
+    live = Release.objects.filter(application=application, status=ReleaseStatus.LIVE).first()
+    if live is None:
+        raise DomainError(f"{application.name} has no live release to roll back.")
+    previous = (
+        Release.objects.filter(application=application, status=ReleaseStatus.SUPERSEDED)
+        .order_by("-status_changed_at", "-pk")
+        .first()
+    )
+    if previous is None:
+        raise DomainError(f"{live} has no previous release to return to.")
+    environment = _production(live, None)
+    promoted = live.operations.filter(kind=Operation.Kind.PROMOTE, status=OperationStatus.SUCCEEDED).first()
+    swap_from = promoted.steps.filter(kind="swap").first() if promoted else None
+    source = swap_from.parameters["source"] if swap_from else (source_slot(live, environment) or environment.slot).name
+    try:
+        states = {s.name: s for s in provider_for(application).slot_states(application)}
+    except ProviderError as exc:
+        raise DomainError(f"The provider could not say what the slots run: {exc}") from None
+    warm = states.get(source)
+    if warm is None or warm.version != previous.version:
+        raise DomainError(
+            f"The previous release {previous.version} is no longer warm in {source} (it runs "
+            f"{warm.version if warm else 'nothing'}); deploy {previous.version} to {source} and promote it instead."
+        )
+    target = environment.slot.name
+    steps = [
+        StepSpec("check_health", f"Gate: {source} ({previous.version}) answers its health check", {"slot": source}),
+        swap_step(
+            source,
+            target,
+            expect=previous.version,
+            before=live.version,
+            title=f"Swap back: {target} returns to {previous.version}",
+        ),
+        StepSpec("set_traffic", f"Routing: 0 % to {source}", {"slot": source, "percent": 0}),
+        StepSpec(
+            "restore",
+            f"Roll back {live.version}, restore {previous.version}",
+            {"previous_release": previous.pk},
+        ),
+    ]
+    try:
+        with transaction.atomic():
+            operation = Operation.objects.create(
+                application=application,
+                release=live,
+                environment=environment,
+                kind=Operation.Kind.ROLLBACK,
+                reason=reason,
+                started_by=actor if getattr(actor, "pk", None) else None,
+                created_at=clock.now(),
+            )
+            OperationStep.objects.bulk_create(
+                OperationStep(operation=operation, position=i, kind=s.kind, title=s.title, parameters=s.parameters)
+                for i, s in enumerate(steps, start=1)
+            )
+            audit_record(
+                actor=actor,
+                action="operation.created",
+                obj=operation,
+                application=application,
+                after={"kind": "rollback", "from": live.version, "to": previous.version},
+                reason=reason,
+            )
+            engine.enqueue_operation(operation)
+    except IntegrityError:
+        raise _already_running(application) from None
+    return operation
+
+
+def auto_promote_due() -> list[tuple[int, str]]:
+    """Start the promotion of each approved release whose auto-promote time has come (default strategy).
+
+    A release that cannot start now (a freeze, another operation) is tried again on the next sweep;
+    each attempt's outcome is returned, and a started one is audited by `operation_start`.
+    """
+    from releases.models import ApprovalRequest, ApprovalRequestStatus
+
+    due = ApprovalRequest.objects.filter(
+        status=ApprovalRequestStatus.APPROVED,
+        auto_promote_after__lte=clock.now(),
+        release__status=ReleaseStatus.APPROVED,
+        environment__stage=Stage.PRODUCTION,
+    ).select_related("release__application", "environment")
+    outcomes = []
+    for request in due:
+        release = request.release
+        try:
+            operation = operation_start(
+                release=release,
+                strategy=release.application.default_strategy,
+                parameters={},
+                actor=None,
+                environment=request.environment,
+                reason=f"Auto-promote after approval request #{request.pk}",
+            )
+        except DomainError as exc:
+            outcomes.append((release.pk, f"not yet: {exc}"))
+        else:
+            outcomes.append((release.pk, f"started operation #{operation.pk}"))
+    return outcomes
