@@ -6,6 +6,7 @@ role check in the suite also checks that migration.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import django_rq
@@ -43,7 +44,8 @@ def no_role_user(db: None) -> User:
     return UserFactory(username="nico-no-role")
 
 
-TEST_REDIS_DB = 15
+# Redis database the tests own and wipe; another number lets two test runs share one Redis.
+TEST_REDIS_DB = int(os.environ.get("SLIPWAY_TEST_REDIS_DB", "15"))
 
 
 def _empty(queues: list[Queue]) -> None:
@@ -51,8 +53,8 @@ def _empty(queues: list[Queue]) -> None:
     for connection in {id(q.connection): q.connection for q in queues}.values():
         # Refuse to wipe anything but the test database number: a developer's portal may share this Redis.
         assert connection.connection_pool.connection_kwargs["db"] == TEST_REDIS_DB, (
-            "Tests must run against Redis database 15 (tests/settings.py sets REDIS_URL); refusing to empty "
-            f"{connection}"
+            f"Tests must run against Redis database {TEST_REDIS_DB} (tests/settings.py sets REDIS_URL); "
+            f"refusing to empty {connection}"
         )
         connection.flushdb()
 

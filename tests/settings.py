@@ -9,7 +9,7 @@ import os
 import tempfile
 
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:6379/{os.environ.get('SLIPWAY_TEST_REDIS_DB', '15')}")
 
 from portal.settings import *  # noqa: F403
 
