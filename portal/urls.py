@@ -15,4 +15,5 @@ urlpatterns = [
     path("sim/", include("releases.simulator.urls")),
     path("", include(simulator_urls.portal_urlpatterns)),
     path("", include("releases.urls")),
+    path("", include("strategies.urls")),
 ]

@@ -13,6 +13,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from portal import clock
 from portal.roles import Role, role_required
+from strategies.views import promote_form_for
 
 from . import approvals, selectors, services
 from .forms import ApplicationCreateForm, ReleaseRegisterForm, SlotMappingForm
@@ -119,6 +120,7 @@ def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "overrides": release.freeze_overrides.select_related("created_by", "environment"),
             "events": selectors.audit_trail_of(release),
             "operations": release.operations.all(),
+            "promote_form": promote_form_for(release) if release.status == ReleaseStatus.APPROVED else None,
         },
     )
 

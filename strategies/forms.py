@@ -1,0 +1,70 @@
+"""Forms of the operation pages: the promotion's strategy and its few options, and a rollback's reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from .registry import STRATEGIES
+
+
+def strategy_choices() -> list[tuple[str, str]]:
+    return [(str(kind), module.LABEL) for kind, module in STRATEGIES.items()]
+
+
+class PromoteForm(forms.Form):
+    strategy = forms.ChoiceField(choices=strategy_choices)
+    shares = forms.CharField(
+        required=False,
+        label="Canary shares (%)",
+        help_text="Comma-separated, rising: 5, 25, 50, 100. Empty for the default.",
+    )
+    bake_seconds = forms.FloatField(
+        required=False, min_value=0, label="Canary bake (seconds)", help_text="Empty for the default (300 s)."
+    )
+    preview = forms.BooleanField(required=False, label="Blue-green: swap with preview")
+    verify_seconds = forms.FloatField(
+        required=False,
+        min_value=0,
+        label="Blue-green: verify production for (seconds)",
+        help_text="Empty for the default (60 s).",
+    )
+
+    def clean_shares(self) -> list[int] | None:
+        text = self.cleaned_data["shares"].strip()
+        if not text:
+            return None
+        try:
+            return [int(part) for part in text.replace(" ", "").split(",") if part]
+        except ValueError:
+            raise forms.ValidationError("Give whole percentages separated by commas, like 5, 25, 50, 100.") from None
+
+    def parameters(self) -> dict[str, Any]:
+        """The options of the chosen strategy only; what is left empty keeps the strategy's default."""
+        data = self.cleaned_data
+        parameters: dict[str, Any] = {}
+        if data["strategy"] == "canary":
+            if data["shares"] is not None:
+                parameters["shares"] = data["shares"]
+            if data["bake_seconds"] is not None:
+                parameters["bake_seconds"] = data["bake_seconds"]
+        elif data["strategy"] == "blue_green":
+            parameters["preview"] = data["preview"]
+            if data["verify_seconds"] is not None:
+                parameters["verify_seconds"] = data["verify_seconds"]
+        return parameters
+
+
+class RollbackForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Why roll back?",
+        help_text="Recorded in the audit trail.",
+    )
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why you are rolling back; the reason is recorded.")
+        return reason

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("releases/<int:pk>/promote", views.release_promote, name="release_promote"),
+    path("apps/<slug:slug>/rollback", views.application_rollback, name="application_rollback"),
+    path("operations/<int:pk>/", views.operation_detail, name="operation_detail"),
+    path("operations/<int:pk>/pause", views.operation_pause, name="operation_pause"),
+    path("operations/<int:pk>/resume", views.operation_resume, name="operation_resume"),
+    path("operations/<int:pk>/promote-now", views.operation_promote_now, name="operation_promote_now"),
+    path("operations/<int:pk>/rollback", views.operation_rollback, name="operation_rollback"),
+]
