@@ -33,7 +33,7 @@ class Command(BaseCommand):
         rollback.add_argument("operation", type=int, nargs="?")
         rollback.add_argument("--app", default="", help="Application slug: roll back its live release")
         rollback.add_argument("--reason", required=True)
-        for p in (start, *sub.choices.values()):
+        for p in sub.choices.values():
             p.add_argument("--as", dest="username", default="", help="Act as this user (default: system)")
 
     def handle(self, *args: Any, action: str, username: str = "", **options: Any) -> None:
