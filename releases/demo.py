@@ -1021,7 +1021,8 @@ def _ensure_users(joined: datetime, log: Callable[[str], None]) -> dict[str, Any
 DEMO_LATENCY_MS = {"checkout-web": (120.0, 380.0), "customer-portal": (90.0, 260.0), "inventory-api": (35.0, 110.0)}
 DEMO_ERROR_RATE = 0.002
 DEMO_STAGING_ERROR_RATE = {"checkout-web": 0.012}
-DEMO_SYNTHETIC_RPM = 60
+# Enough synthetic visitors that a canary at 5 % collects the 100 requests its analysis needs in ~90 s.
+DEMO_SYNTHETIC_RPM = 1200
 
 
 def _seed_simulator(app: Application) -> None:
