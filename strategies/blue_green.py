@@ -12,7 +12,7 @@ from typing import Any
 
 from releases.services import DomainError
 
-from .plan import SKIPPABLE, PlanContext, StepSpec, clean_options, swap_step
+from .plan import SKIPPABLE, PlanContext, StepSpec, clean_options, promotion_swap_step
 
 LABEL = "Blue-green slot swap"
 DEFAULTS: dict[str, Any] = {
@@ -44,16 +44,7 @@ def plan(ctx: PlanContext, options: dict[str, Any]) -> list[StepSpec]:
                 {"slot": src, "seconds": 0, "interval_seconds": options["verify_interval_seconds"]},
             ),
         ]
-    steps.append(
-        swap_step(
-            src,
-            dst,
-            expect=ctx.new_version,
-            before=ctx.previous_version,
-            title=f"Swap {src} into {dst}: {ctx.previous_version or 'nothing'} → {ctx.new_version}",
-            timeout_seconds=options["swap_timeout_seconds"],
-        )
-    )
+    steps.append(promotion_swap_step(ctx, src, dst, options))
     steps.append(
         StepSpec(
             "verify_health",

@@ -13,7 +13,7 @@ from typing import Any
 
 from releases.services import DomainError
 
-from .plan import SKIPPABLE, PlanContext, StepSpec, clean_options, swap_step
+from .plan import SKIPPABLE, PlanContext, StepSpec, clean_options, promotion_swap_step
 
 LABEL = "Canary"
 DEFAULTS: dict[str, Any] = {
@@ -72,14 +72,7 @@ def plan(ctx: PlanContext, options: dict[str, Any]) -> list[StepSpec]:
             ),
         ]
     steps += [
-        swap_step(
-            src,
-            dst,
-            expect=ctx.new_version,
-            before=ctx.previous_version,
-            title=f"Swap {src} into {dst}: {ctx.previous_version or 'nothing'} → {ctx.new_version}",
-            timeout_seconds=options["swap_timeout_seconds"],
-        ),
+        promotion_swap_step(ctx, src, dst, options),
         StepSpec("set_traffic", f"Reset routing: 0 % to {src}", {"slot": src, "percent": 0}),
         StepSpec("go_live", f"Mark {ctx.new_version} live", {}),
     ]

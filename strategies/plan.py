@@ -48,6 +48,18 @@ def swap_step(source: str, target: str, *, expect: str, before: str, title: str,
     )
 
 
+def promotion_swap_step(ctx: PlanContext, source: str, target: str, options: dict[str, Any]) -> StepSpec:
+    """The swap that puts the new release into production, as every promoting strategy ends."""
+    return swap_step(
+        source,
+        target,
+        expect=ctx.new_version,
+        before=ctx.previous_version,
+        title=f"Swap {source} into {target}: {ctx.previous_version or 'nothing'} → {ctx.new_version}",
+        timeout_seconds=options["swap_timeout_seconds"],
+    )
+
+
 def compensation_for(steps: list[OperationStep]) -> list[StepSpec]:
     """Undo what the steps did, newest first: traffic back to 0 %, previews cancelled, swaps reversed.
 
