@@ -44,6 +44,7 @@ from .models import (
     OperationStatus,
     OperationStep,
     Release,
+    Ring,
     SimulatorSite,
     SimulatorSlot,
     SimulatorVersionProfile,
@@ -1044,6 +1045,66 @@ def _seed_simulator(app: Application) -> None:
         )
 
 
+# --- rings ------------------------------------------------------------------------------------------
+RINGS_OF = "checkout-web"
+STAFF_INSTANCE = AppSpec(
+    name="Checkout Web (staff)",
+    slug="checkout-web-staff",
+    team="Payments",
+    description="The staff's own instance of Checkout Web: ring 0 of its progressive exposure.",
+    default_strategy=StrategyKind.BLUE_GREEN,
+    canary_share=0.0,
+    first_version=(2, 3, 0),
+    history=0,
+    incident="",
+    incident_text="",
+    incident_fix="",
+    final="",
+    registered_in_test=False,
+    ticket="",
+    features=(),
+    fixes=(),
+)
+
+
+def _seed_rings(users: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Checkout Web's rings: its staff instance, then 10 % of customers (approved first), then everyone.
+
+    The staff instance runs what Checkout Web runs; registering a build for Checkout Web's staging
+    stages it there too (the simulator plays the pipeline).
+    """
+    parent = Application.objects.filter(slug=RINGS_OF).first()
+    if parent is None or parent.rings.exists():
+        return
+    staff, _slots, _environments = _build_structure(STAFF_INSTANCE, clock.now(), users["admin"])
+    running = dict(SimulatorSlot.objects.filter(application=parent).values_list("slot_name", "version"))
+    for slot_name in ("staging", "production"):
+        SimulatorSlot.objects.filter(application=staff, slot_name=slot_name).update(version=running.get(slot_name, ""))
+    _seed_simulator(staff)
+    SimulatorSite.objects.filter(application=staff).update(synthetic_rpm=DEMO_SYNTHETIC_RPM // 4)
+    with origin(via="seed"):
+        first = Ring(application=parent, position=0, name="Staff", kind=Ring.Kind.TARGETS, bake_seconds=60)
+        strategies_services().ring_save(ring=first, targets=[staff], actor=users["admin"])
+        early = Ring(
+            application=parent,
+            position=1,
+            name="Early adopters",
+            kind=Ring.Kind.TRAFFIC,
+            traffic_percent=10,
+            bake_seconds=90,
+            requires_approval=True,
+        )
+        strategies_services().ring_save(ring=early, targets=[], actor=users["admin"])
+        services.slots_refresh(application=staff)
+    log(f"{parent.name}: rings Staff ({staff.name}) → Early adopters (10 %, approved first) → everyone")
+
+
+def strategies_services() -> Any:
+    from strategies import services as operation_services  # strategies builds on releases, not the reverse
+
+    return operation_services
+
+
 # --- entry point ----------------------------------------------------------------------------------------
 
 
@@ -1092,4 +1153,6 @@ def seed(*, log: Callable[[str], None] = print, now: datetime | None = None) -> 
             f"{result.audit_events} audit events"
         )
         results.append(result)
+    with transaction.atomic():
+        _seed_rings(users, log)
     return results

@@ -162,6 +162,63 @@ class Environment(models.Model):
         return f"{self.application.name} / {self.name}"
 
 
+class Ring(models.Model):
+    """One stage of progressive exposure (the "rings" strategy), in `position` order.
+
+    A ring either routes a share of this application's production traffic to the new build, or
+    swaps the build into other applications' production (an internal instance, an early-adopter
+    region). After the last ring, the promotion swaps the build into this application's production:
+    that is the final ring, everyone. A promotion copies the rings into its plan when it starts, so
+    editing them never changes a running operation.
+    """
+
+    class Kind(models.TextChoices):
+        TRAFFIC = "traffic", "A share of production traffic"
+        TARGETS = "targets", "Other applications' production"
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="rings")
+    position = models.PositiveSmallIntegerField(help_text="Order of exposure, lowest first.")
+    name = models.CharField(max_length=100, help_text="For example “Internal users” or “Early adopters (EU)”.")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TRAFFIC)
+    traffic_percent = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(99)],
+        help_text="Share of production traffic routed to the new build (traffic rings).",
+    )
+    targets = models.ManyToManyField(
+        Application,
+        blank=True,
+        related_name="ring_memberships",
+        help_text="Applications whose production takes the build (target rings); each must have it in a staging slot.",
+    )
+    bake_seconds = models.FloatField(
+        default=600.0, validators=[MinValueValidator(0.0)], help_text="How long the ring runs before it is analysed."
+    )
+    analyse = models.BooleanField(
+        default=True, help_text="Compare the ring's error rate and latency with production's before going on."
+    )
+    requires_approval = models.BooleanField(
+        default=False, help_text="An approver of production must approve the ring before it starts."
+    )
+
+    class Meta:
+        ordering = ["application", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "position"], name="ring_position_unique"),
+            models.UniqueConstraint(fields=["application", "name"], name="ring_name_unique"),
+            models.CheckConstraint(
+                name="ring_traffic_share_iff_traffic_kind",
+                condition=Q(kind="traffic", traffic_percent__gte=1, traffic_percent__lte=99)
+                | (~Q(kind="traffic") & Q(traffic_percent__isnull=True)),
+                violation_error_message="A traffic ring routes 1 to 99 % of traffic; a target ring routes none.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ring {self.position}: {self.name}"
+
+
 class ReleaseStatus(models.TextChoices):
     REGISTERED = "registered", "Registered"
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"

@@ -18,10 +18,12 @@ from portal import clock
 from .audit import audit_record, snapshot
 from .models import (
     Application,
+    Environment,
     Provider,
     Release,
     ReleaseStatus,
     Slot,
+    Stage,
 )
 
 S = ReleaseStatus
@@ -213,6 +215,7 @@ def release_register(
 
                 simulator_deploy(application=application, slot_name=deployed_slot.name, version=version, actor=actor)
                 Slot.objects.filter(pk=deployed_slot.pk).update(running_version=version, current_release=release)
+                _simulate_ring_deploys(application, deployed_slot, version, actor)
             # A release that reaches an environment whose successor needs approval asks for it at once.
             from .approvals import approval_request_open_on_arrival
 
@@ -292,6 +295,20 @@ class RefreshResult:
     unknown: list[str]  # slots the provider reports that Slipway does not model
     missing: list[str]  # slots Slipway models that the provider does not report
     error: str = ""
+
+
+def _simulate_ring_deploys(application: Application, deployed_slot: Slot, version: str, actor: Any) -> None:
+    """The pipeline stages a build for production also in each ring target's pre-production slot."""
+    from .simulator.services import simulator_deploy
+
+    if not Environment.objects.filter(slot=deployed_slot, stage=Stage.PREPRODUCTION).exists():
+        return
+    targets = Application.objects.filter(ring_memberships__application=application, provider=Provider.SIMULATOR)
+    for target in targets.distinct():
+        staging = target.environments.filter(stage=Stage.PREPRODUCTION).select_related("slot").first()
+        if staging is not None and target.simulator_slots.filter(slot_name=staging.slot.name).exists():
+            simulator_deploy(application=target, slot_name=staging.slot.name, version=version, actor=actor)
+            Slot.objects.filter(pk=staging.slot_id).update(running_version=version)
 
 
 def slots_refresh(*, application: Application, actor: Any = None) -> RefreshResult:

@@ -56,6 +56,7 @@ from .steps import (
     StepContext,
     StepFailed,
     Wait,
+    step_application,
 )
 
 log = logging.getLogger("strategies.engine")
@@ -197,7 +198,10 @@ def _run_step(operation: Operation, step: OperationStep, runner: str) -> Done | 
         step.kind,
         **_event("step_started", operation.pk, step.position),
     )
-    ctx = StepContext(operation=operation, step=step, provider=provider_for(operation.application), runner=runner)
+    application = step_application(operation, step)
+    ctx = StepContext(
+        operation=operation, step=step, provider=provider_for(application), runner=runner, application=application
+    )
     if interrupted:
         ctx.log("Resumed after an interruption (the previous runner stopped mid-step).")
     try:

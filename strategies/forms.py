@@ -6,6 +6,8 @@ from typing import Any
 
 from django import forms
 
+from releases.models import Application, Ring
+
 from .registry import STRATEGIES
 
 
@@ -68,3 +70,61 @@ class RollbackForm(forms.Form):
         if not reason:
             raise forms.ValidationError("Say why you are rolling back; the reason is recorded.")
         return reason
+
+
+class RingForm(forms.ModelForm):
+    """A ring of one application: a traffic share, or other applications that take the build first."""
+
+    class Meta:
+        model = Ring
+        fields = [
+            "position",
+            "name",
+            "kind",
+            "traffic_percent",
+            "targets",
+            "bake_seconds",
+            "analyse",
+            "requires_approval",
+        ]
+        widgets = {"targets": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args: Any, application: Application, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.application = application
+        self.instance.application = application
+        self.fields["targets"].queryset = Application.objects.exclude(pk=application.pk).order_by("name")
+        self.fields["targets"].required = False
+        if self.instance.pk is None and not self.is_bound:
+            last = application.rings.order_by("-position").values_list("position", flat=True).first()
+            self.initial.setdefault("position", 0 if last is None else last + 1)
+
+    def _others(self) -> Any:
+        return self.application.rings.exclude(pk=self.instance.pk)
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if self._others().filter(name__iexact=name).exists():
+            raise forms.ValidationError(f"{self.application.name} already has a ring named “{name}”.")
+        return name
+
+    def clean_position(self) -> int:
+        position = self.cleaned_data["position"]
+        taken = self._others().filter(position=position).first()
+        if taken is not None:
+            raise forms.ValidationError(f"Position {position} is taken by “{taken.name}”; choose another.")
+        return position
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind, percent, targets = data.get("kind"), data.get("traffic_percent"), data.get("targets")
+        if kind == Ring.Kind.TRAFFIC:
+            if percent is None:
+                self.add_error("traffic_percent", "A traffic ring needs the share of traffic it routes (1 to 99 %).")
+            if targets:
+                self.add_error("targets", "A traffic ring has no target applications; choose “Other applications”.")
+        elif kind == Ring.Kind.TARGETS:
+            if not targets:
+                self.add_error("targets", "Choose at least one application that takes the build in this ring.")
+            data["traffic_percent"] = None
+        return data

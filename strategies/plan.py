@@ -73,27 +73,32 @@ def compensation_for(steps: list[OperationStep]) -> list[StepSpec]:
         if s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.RUNNING) and not s.parameters.get("undo")
     ]
     specs: list[StepSpec] = []
-    reset_slots: set[str] = set()
+    reset_slots: set[tuple[Any, str]] = set()
     for step in sorted(touched, key=lambda s: s.position, reverse=True):
         p = step.parameters
-        if step.kind == "set_traffic" and p["slot"] not in reset_slots:
-            reset_slots.add(p["slot"])
+        # A step on another application (a ring target) is undone on that application.
+        on = {"application": p["application"]} if "application" in p else {}
+        if step.kind == "set_traffic" and (p.get("application"), p["slot"]) not in reset_slots:
+            reset_slots.add((p.get("application"), p["slot"]))
             specs.append(
-                StepSpec("set_traffic", f"Route 0 % of traffic to {p['slot']}", {"slot": p["slot"], "percent": 0})
+                StepSpec("set_traffic", f"Route 0 % of traffic to {p['slot']}", {"slot": p["slot"], "percent": 0, **on})
             )
         elif step.kind == "swap_preview":
             specs.append(
-                StepSpec("cancel_preview", f"Cancel the swap preview of {p['source']}", {"source": p["source"]})
+                StepSpec("cancel_preview", f"Cancel the swap preview of {p['source']}", {"source": p["source"], **on})
             )
         elif step.kind == "swap":
+            where = f"{p['application_name']} " if p.get("application_name") else ""
             specs.append(
                 swap_step(
                     p["source"],
                     p["target"],
                     expect=p["previous_version"],
                     before=p["expect_version"],
-                    title=f"Swap back: {p['target']} returns to {p['previous_version']}",
+                    title=f"Swap back: {where}{p['target']} returns to {p['previous_version'] or 'nothing'}",
                     timeout_seconds=p.get("timeout_seconds", 600),
+                    **on,
+                    **({"application_name": p["application_name"]} if "application_name" in p else {}),
                 )
             )
     return specs

@@ -11,11 +11,12 @@ from types import ModuleType
 from releases.models import StrategyKind
 from releases.services import DomainError
 
-from . import blue_green, canary
+from . import blue_green, canary, rings
 
 STRATEGIES: dict[str, ModuleType] = {
     StrategyKind.BLUE_GREEN: blue_green,
     StrategyKind.CANARY: canary,
+    StrategyKind.RINGS: rings,
 }
 
 

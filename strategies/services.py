@@ -23,14 +23,16 @@ from releases.models import (
     OperationStep,
     Release,
     ReleaseStatus,
+    Ring,
     Stage,
     StepStatus,
+    StrategyKind,
 )
 from releases.providers import ProviderError, provider_for
 from releases.services import DomainError, release_start_rollout
 
 from . import engine
-from .plan import SKIPPABLE, PlanContext, StepSpec, swap_step
+from .plan import SKIPPABLE, PlanContext, StepSpec, compensation_for, swap_step
 from .registry import strategy_for
 from .steps import OPERATION_AUDIT_FIELDS
 
@@ -50,6 +52,34 @@ def _already_running(application: Application) -> DomainError:
     running = active_operation(application)
     what = f"{running} (#{running.pk})" if running else "an operation that has just started"
     return DomainError(f"Another operation is already running on {application.name}: {what}. Wait for it or stop it.")
+
+
+def ring_operation_touching(application: Application) -> Operation | None:
+    """An active operation of another application whose rings swap builds into `application`."""
+    touching = OperationStep.objects.filter(
+        operation__status__in=OPERATION_ACTIVE, parameters__application=application.pk
+    ).exclude(operation__application=application)
+    step = touching.select_related("operation__release__application").first()
+    return step.operation if step else None
+
+
+def _refuse_ring_conflicts(application: Application, strategy: str) -> None:
+    """Two operations never act on one application: neither its own and another's ring, nor two rings."""
+    other = ring_operation_touching(application)
+    if other is not None:
+        raise DomainError(
+            f"{application.name} is a ring of {other.application.name}'s running promotion #{other.pk}; "
+            "wait for it to finish."
+        )
+    if strategy == StrategyKind.RINGS:
+        for ring in application.rings.prefetch_related("targets"):
+            for target in ring.targets.all():
+                running = active_operation(target) or ring_operation_touching(target)
+                if running is not None and running.application_id != application.pk:
+                    raise DomainError(
+                        f"Ring target {target.name} is busy with operation #{running.pk} ({running}); "
+                        "wait for it to finish."
+                    )
 
 
 def _production(release: Release, environment: Environment | None) -> Environment:
@@ -121,6 +151,7 @@ def operation_start(
     options = module.clean(parameters)
     if active_operation(release.application) is not None:
         raise _already_running(release.application)
+    _refuse_ring_conflicts(release.application, strategy)
     blockers = promotion_blockers(release, environment, actor=actor)
     if blockers:
         raise DomainError("Promotion is blocked: " + " ".join(blockers))
@@ -203,6 +234,12 @@ def operation_pause(*, operation: Operation, actor: Any, reason: str = "") -> Op
 def operation_resume(*, operation: Operation, actor: Any, reason: str = "") -> Operation:
     """Go on from where it stopped; an inconclusive canary analysis it paused on counts as accepted."""
     _require_manager(actor)
+    ring = operation.steps.filter(status=StepStatus.WAITING, kind="approve_ring").first()
+    if ring is not None and operation.status == OperationStatus.PAUSED:
+        raise DomainError(
+            f"{ring.parameters['ring_name']} waits for an approver of production; it goes on when they approve it "
+            "(or roll back)."
+        )
     with transaction.atomic():
         waiting = operation.steps.filter(status=StepStatus.WAITING, kind="analyse").first()
         if waiting is not None and operation.status == OperationStatus.PAUSED:
@@ -288,6 +325,7 @@ def application_rollback(*, application: Application, actor: Any, reason: str) -
     running = active_operation(application)
     if running is not None:
         return operation_rollback(operation=running, actor=actor, reason=reason)
+    _refuse_ring_conflicts(application, "")
     live = Release.objects.filter(application=application, status=ReleaseStatus.LIVE).first()
     if live is None:
         raise DomainError(f"{application.name} has no live release to roll back.")
@@ -300,18 +338,20 @@ def application_rollback(*, application: Application, actor: Any, reason: str) -
         raise DomainError(f"{live} has no previous release to return to.")
     environment = _production(live, None)
     promoted = live.operations.filter(kind=Operation.Kind.PROMOTE, status=OperationStatus.SUCCEEDED).first()
-    swap_from = promoted.steps.filter(kind="swap").first() if promoted else None
-    source = swap_from.parameters["source"] if swap_from else (source_slot(live, environment) or environment.slot).name
-    try:
-        states = {s.name: s for s in provider_for(application).slot_states(application)}
-    except ProviderError as exc:
-        raise DomainError(f"The provider could not say what the slots run: {exc}") from None
-    warm = states.get(source)
-    if warm is None or warm.version != previous.version:
-        raise DomainError(
-            f"The previous release {previous.version} is no longer warm in {source} (it runs "
-            f"{warm.version if warm else 'nothing'}); deploy {previous.version} to {source} and promote it instead."
-        )
+    swaps = [
+        s
+        for s in (promoted.steps.filter(kind="swap").order_by("position") if promoted else [])
+        if s.status == StepStatus.SUCCEEDED and not s.parameters.get("undo")
+    ]
+    own = next((s for s in swaps if "application" not in s.parameters), None)
+    source = own.parameters["source"] if own else (source_slot(live, environment) or environment.slot).name
+    _require_warm(application, source, previous.version)
+    # A rings promotion also swapped the build into its ring targets: those are swapped back too,
+    # newest first, each only while the target's previous build is still warm in its staging slot.
+    ring_swaps = compensation_for([s for s in swaps if "application" in s.parameters])
+    for spec in ring_swaps:
+        p = spec.parameters
+        _require_warm(Application.objects.get(pk=p["application"]), p["source"], p["expect_version"])
     target = environment.slot.name
     steps = [
         StepSpec("check_health", f"Gate: {source} ({previous.version}) answers its health check", {"slot": source}),
@@ -322,6 +362,7 @@ def application_rollback(*, application: Application, actor: Any, reason: str) -
             before=live.version,
             title=f"Swap back: {target} returns to {previous.version}",
         ),
+        *ring_swaps,
         StepSpec("set_traffic", f"Routing: 0 % to {source}", {"slot": source, "percent": 0}),
         StepSpec(
             "restore",
@@ -358,6 +399,19 @@ def application_rollback(*, application: Application, actor: Any, reason: str) -
     return operation
 
 
+def _require_warm(application: Application, slot: str, version: str) -> None:
+    try:
+        states = {s.name: s for s in provider_for(application).slot_states(application)}
+    except ProviderError as exc:
+        raise DomainError(f"The provider could not say what {application.name}'s slots run: {exc}") from None
+    warm = states.get(slot)
+    if warm is None or warm.version != version:
+        raise DomainError(
+            f"The previous release {version} is no longer warm in {application.name}'s {slot} (it runs "
+            f"{warm.version if warm else 'nothing'}); deploy {version} to {slot} and promote it instead."
+        )
+
+
 def auto_promote_due() -> list[tuple[int, str]]:
     """Start the promotion of each approved release whose auto-promote time has come (default strategy).
 
@@ -389,3 +443,120 @@ def auto_promote_due() -> list[tuple[int, str]]:
         else:
             outcomes.append((release.pk, f"started operation #{operation.pk}"))
     return outcomes
+
+
+# --- rings: their own approvals ------------------------------------------------------------------
+def ring_waiting_for_approval(operation: Operation) -> OperationStep | None:
+    """The ring approval step a paused rings operation waits on, if it does."""
+    if operation.status != OperationStatus.PAUSED:
+        return None
+    return operation.steps.filter(status=StepStatus.WAITING, kind="approve_ring").first()
+
+
+def ring_approval_ineligibility(user: Any, operation: Operation) -> str:
+    """Why `user` may not approve or reject a ring of `operation`, in words; "" when they may.
+
+    The production environment's policy decides who approves, as for the release itself; with
+    self-approval forbidden, neither who registered the release nor who started the promotion may.
+    """
+    from releases.approvals import policy_of
+
+    if not has_role(user, Role.APPROVER):
+        return missing_role_message(user, Role.APPROVER)
+    policy = policy_of(operation.environment)
+    if policy is not None:
+        named = policy.approver_users.filter(pk=user.pk).exists() or policy.approver_groups.filter(user=user).exists()
+        if not named and (policy.approver_users.exists() or policy.approver_groups.exists()):
+            return f"You are not an approver for {operation.environment.name} of {operation.application.name}."
+        if policy.forbid_self_approval and user.pk in (operation.started_by_id, operation.release.created_by_id):
+            return (
+                "You registered this release or started its promotion; separation of duties means someone else "
+                "must approve its rings."
+            )
+    return ""
+
+
+def _ring_decision(operation: Operation, actor: Any) -> OperationStep:
+    problem = ring_approval_ineligibility(actor, operation)
+    if problem:
+        raise ApprovalForbidden(problem)
+    step = ring_waiting_for_approval(operation)
+    if step is None:
+        raise DomainError(f"Operation #{operation.pk} is not waiting for a ring's approval.")
+    return step
+
+
+def ring_approve(*, operation: Operation, actor: Any, comment: str = "") -> Operation:
+    """Approve the ring the operation waits on; the operation goes on with it."""
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update().select_related("environment", "release").get(pk=operation.pk)
+        step = _ring_decision(operation, actor)
+        approval = {"by": actor.get_username(), "at": clock.now().isoformat(), "comment": comment.strip()}
+        OperationStep.objects.filter(pk=step.pk).update(detail={**step.detail, "approval": approval})
+        before = snapshot(operation, OPERATION_AUDIT_FIELDS)
+        Operation.objects.filter(pk=operation.pk).update(status=OperationStatus.RUNNING, waiting_for="")
+        operation.refresh_from_db()
+        audit_record(
+            actor=actor,
+            action="operation.ring_approved",
+            obj=operation,
+            application=operation.application,
+            before=before,
+            after={**snapshot(operation, OPERATION_AUDIT_FIELDS), "ring": step.parameters["ring_name"]},
+            reason=comment.strip(),
+        )
+        engine.enqueue_operation(operation)
+    return operation
+
+
+def ring_reject(*, operation: Operation, actor: Any, comment: str) -> Operation:
+    """Reject the ring the operation waits on: the rings already done are rolled back, with the comment."""
+    comment = comment.strip()
+    if not comment:
+        raise DomainError("Say why you reject the ring; the comment is recorded and shown to the team.")
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update().select_related("environment", "release").get(pk=operation.pk)
+        step = _ring_decision(operation, actor)
+        error = f"{step.parameters['ring_name']} was rejected by {actor.get_username()}: {comment}"
+        OperationStep.objects.filter(pk=step.pk).update(
+            detail={**step.detail, "rejection": {"by": actor.get_username(), "at": clock.now().isoformat()}}
+        )
+        operation = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=comment)
+        engine.enqueue_operation(operation)
+    return operation
+
+
+# --- rings: configuration ------------------------------------------------------------------------
+RING_AUDIT_FIELDS = ["position", "name", "kind", "traffic_percent", "bake_seconds", "analyse", "requires_approval"]
+
+
+def _ring_snapshot(ring: Ring) -> dict[str, Any]:
+    return {**snapshot(ring, RING_AUDIT_FIELDS), "targets": sorted(t.slug for t in ring.targets.all())}
+
+
+def ring_save(*, ring: Ring, targets: list[Application], actor: Any) -> Ring:
+    """Create or change a ring of an application (the caller validated it: `strategies.forms.RingForm`)."""
+    _require_manager(actor)
+    with transaction.atomic():
+        before = _ring_snapshot(Ring.objects.get(pk=ring.pk)) if ring.pk else None
+        ring.save()
+        ring.targets.set(targets)
+        after = _ring_snapshot(ring)
+        if after != before:
+            audit_record(
+                actor=actor,
+                action="ring.created" if before is None else "ring.changed",
+                obj=ring,
+                application=ring.application,
+                before=before,
+                after=after,
+            )
+    return ring
+
+
+def ring_delete(*, ring: Ring, actor: Any) -> None:
+    _require_manager(actor)
+    with transaction.atomic():
+        before = _ring_snapshot(ring)
+        audit_record(actor=actor, action="ring.deleted", obj=ring, application=ring.application, before=before)
+        ring.delete()

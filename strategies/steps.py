@@ -22,8 +22,8 @@ from django.db import transaction
 
 from portal import clock
 from releases.audit import audit_record, snapshot
-from releases.models import Operation, OperationStatus, OperationStep, Release, ReleaseStatus, StepStatus
-from releases.providers import Attempt, HostingProvider, ProviderError, TransientError, call_with_retry
+from releases.models import Application, Operation, OperationStatus, OperationStep, Release, ReleaseStatus, StepStatus
+from releases.providers import Attempt, HostingProvider, ProviderError, TransientError, call_with_retry, provider_for
 
 from .analysis import FAIL, PASS, AnalysisConfig, analyse
 
@@ -66,17 +66,22 @@ class Finished:
 Outcome = Done | Wait | Pause | Finished
 
 
+def step_application(operation: Operation, step: OperationStep) -> Application:
+    """The application a step acts on: the operation's, or another one named by the step (a ring target)."""
+    other = step.parameters.get("application")
+    if other is None or other == operation.application_id:
+        return operation.application
+    return Application.objects.get(pk=other)
+
+
 @dataclass
 class StepContext:
     operation: Operation
     step: OperationStep
-    provider: HostingProvider
+    provider: HostingProvider  # the provider of `application`
     runner: str  # the RQ job id holding the claim
+    application: Application  # what the step acts on (`step_application`)
     sleep: Callable[[float], None] = time.sleep
-
-    @property
-    def application(self) -> Any:
-        return self.operation.application
 
     def log(self, message: str) -> None:
         line = f"{clock.now():%H:%M:%S} {message}"
@@ -156,8 +161,14 @@ def analyse_canary(ctx: StepContext) -> Outcome:
     if extended_until and now < datetime.fromisoformat(extended_until) and not detail.get("accept_inconclusive"):
         return Wait(datetime.fromisoformat(extended_until), "Baking longer: the last analysis was inconclusive")
     app = ctx.application
+    # Stable may be another application: a ring target's production is compared with the operation's.
+    stable_id = p.get("stable_application", app.pk)
+    stable_app = app if stable_id == app.pk else Application.objects.get(pk=stable_id)
+    stable_provider = ctx.provider if stable_app is app else provider_for(stable_app)
     canary = ctx.call(lambda: ctx.provider.metrics(app, p["canary_slot"], minutes=p["minutes"]), "Canary metrics")
-    stable = ctx.call(lambda: ctx.provider.metrics(app, p["stable_slot"], minutes=p["minutes"]), "Stable metrics")
+    stable = ctx.call(
+        lambda: stable_provider.metrics(stable_app, p["stable_slot"], minutes=p["minutes"]), "Stable metrics"
+    )
     verdict = analyse(canary, stable, AnalysisConfig.from_parameters(p))
     analyses = [*detail.get("analyses", []), {"at": now.isoformat(), **verdict.as_detail()}]
     ctx.update_detail(analyses=analyses, verdict=verdict.verdict)
@@ -267,6 +278,16 @@ def verify_health(ctx: StepContext) -> Outcome:
     return Wait(min(now + timedelta(seconds=p["interval_seconds"]), end), f"Verifying {slot} until {end:%H:%M:%S} UTC")
 
 
+def approve_ring(ctx: StepContext) -> Outcome:
+    """A ring with its own approval: pause until an approver approves it (`strategies.services.ring_approve`)."""
+    approval = ctx.step.detail.get("approval")
+    if approval:
+        return Done()
+    return Pause(
+        f"“{ctx.step.parameters['ring_name']}” waits for an approver of production to approve it before it starts."
+    )
+
+
 def _finish_step(step: OperationStep, now: datetime) -> None:
     OperationStep.objects.filter(pk=step.pk).update(status=StepStatus.SUCCEEDED, finished_at=now, progress=100)
 
@@ -336,9 +357,10 @@ EXECUTORS: dict[str, Callable[[StepContext], Outcome]] = {
     "verify_health": verify_health,
     "go_live": go_live,
     "restore": restore_previous,
+    "approve_ring": approve_ring,
 }
 
 # Steps with no deadline of their own: they wait rather than work.
-NO_DEADLINE = {"bake", "verify_health", "analyse", "go_live", "restore"}
+NO_DEADLINE = {"bake", "verify_health", "analyse", "go_live", "restore", "approve_ring"}
 DEFAULT_TIMEOUT_SECONDS = 120
 __all__ = ["EXECUTORS", "ProviderError", "StepContext", "StepFailed"]

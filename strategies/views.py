@@ -15,13 +15,13 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
-from portal.roles import Role, role_required
+from portal.roles import Role, require_role, role_required
 from releases.approvals import ApprovalForbidden
-from releases.models import Application, Operation, Release
+from releases.models import Application, Operation, Release, Ring
 from releases.services import DomainError
 
 from . import services
-from .forms import PromoteForm, RollbackForm
+from .forms import PromoteForm, RingForm, RollbackForm
 from .registry import strategy_for
 
 LOG_TAIL_LINES = 12
@@ -77,7 +77,10 @@ def _promote_page(
 def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     operation = get_object_or_404(_operations(), pk=pk)
     if request.htmx:
-        response = render(request, "operations/detail.html#steps", _detail_context(operation))
+        context = _detail_context(operation)
+        response = render(request, "operations/detail.html#steps", context)
+        if context["ring_step"] is not None and request.GET.get("seen") != operation.status:
+            response["HX-Refresh"] = "true"  # the ring's approval form lives outside the polled part
         return response if operation.is_active else _stop_polling(response)
     return _detail_page(request, operation)
 
@@ -93,11 +96,21 @@ def _detail_context(operation: Operation, **extra: Any) -> dict[str, Any]:
         analyses = step.detail.get("analyses") or []
         step.analysis = analyses[-1] if analyses else None
         step.checks = len(step.detail.get("checks") or [])
-    return {"operation": operation, "steps": steps, "rollback_form": RollbackForm(), **extra}
+    ring_step = services.ring_waiting_for_approval(operation)
+    return {
+        "operation": operation,
+        "steps": steps,
+        "rollback_form": RollbackForm(),
+        "ring_step": ring_step,
+        **extra,
+    }
 
 
 def _detail_page(request: HttpRequest, operation: Operation, *, status: int = 200, **extra: Any) -> HttpResponse:
-    return render(request, "operations/detail.html", _detail_context(operation, **extra), status=status)
+    context = _detail_context(operation, **extra)
+    if context["ring_step"] is not None:
+        context["ring_problem"] = services.ring_approval_ineligibility(request.user, operation)
+    return render(request, "operations/detail.html", context, status=status)
 
 
 def _stop_polling(response: HttpResponse) -> HttpResponse:
@@ -179,3 +192,79 @@ def application_rollback(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect("operation_detail", pk=operation.pk)
     context = {"application": application, "rollback_form": form}
     return render(request, "operations/application_rollback.html", context, status=status)
+
+
+# --- rings ---------------------------------------------------------------------------------------
+@role_required(Role.VIEWER)
+def application_rings(request: HttpRequest, slug: str) -> HttpResponse:
+    """The application's rings, and (release managers) a form to add one."""
+    application = get_object_or_404(Application, slug=slug)
+    form = RingForm(application=application)
+    status = 200
+    if request.method == "POST":
+        require_role(request.user, Role.RELEASE_MANAGER)
+        form = RingForm(request.POST, application=application)
+        if form.is_valid():
+            ring = services.ring_save(
+                ring=form.save(commit=False), targets=form.cleaned_data["targets"], actor=request.user
+            )
+            messages.success(request, f"Added {ring} to {application.name}.")
+            return redirect("application_rings", slug=slug)
+        status = 400
+    return _rings_page(request, application, form, status=status)
+
+
+def _rings_page(request: HttpRequest, application: Application, form: RingForm, *, status: int = 200) -> HttpResponse:
+    rings = application.rings.prefetch_related("targets").order_by("position")
+    context = {"application": application, "rings": rings, "form": form}
+    return render(request, "operations/rings.html", context, status=status)
+
+
+@role_required(Role.RELEASE_MANAGER)
+def ring_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    application = get_object_or_404(Application, slug=slug)
+    ring = get_object_or_404(Ring, pk=pk, application=application)
+    form = RingForm(request.POST or None, instance=ring, application=application)
+    if request.method == "POST":
+        if form.is_valid():
+            services.ring_save(ring=form.save(commit=False), targets=form.cleaned_data["targets"], actor=request.user)
+            messages.success(request, f"Saved {ring}.")
+            return redirect("application_rings", slug=slug)
+        return render(
+            request, "operations/ring_edit.html", {"application": application, "ring": ring, "form": form}, status=400
+        )
+    return render(request, "operations/ring_edit.html", {"application": application, "ring": ring, "form": form})
+
+
+@require_POST
+@role_required(Role.RELEASE_MANAGER)
+def ring_delete(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    ring = get_object_or_404(Ring, pk=pk, application__slug=slug)
+    services.ring_delete(ring=ring, actor=request.user)
+    messages.success(request, f"Deleted {ring}.")
+    return redirect("application_rings", slug=slug)
+
+
+@require_POST
+@role_required(Role.APPROVER)
+def operation_ring_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    """Approve (decision=approve) or reject the ring a rings promotion waits on, with a comment."""
+    operation = get_object_or_404(_operations(), pk=pk)
+    comment = request.POST.get("comment", "")
+    approve = request.POST.get("decision") == "approve"
+    try:
+        if approve:
+            services.ring_approve(operation=operation, actor=request.user, comment=comment)
+        else:
+            services.ring_reject(operation=operation, actor=request.user, comment=comment)
+    except ApprovalForbidden as exc:
+        raise PermissionDenied(str(exc)) from None
+    except DomainError as exc:
+        messages.error(request, str(exc))
+        operation.refresh_from_db()
+        return _detail_page(request, operation, status=409, ring_comment=comment)
+    if approve:
+        messages.success(request, f"Approved the ring; operation #{operation.pk} goes on.")
+    else:
+        messages.warning(request, f"Rejected the ring; operation #{operation.pk} rolls back the rings already done.")
+    return redirect("operation_detail", pk=operation.pk)

@@ -33,8 +33,22 @@ def test_the_demo_has_three_applications_with_four_stages_weeks_of_history_and_o
 ) -> None:
     call_command("seed_demo")
 
-    assert Application.objects.count() == 3
-    for application in Application.objects.all():
+    assert Application.objects.count() == 4
+    staff = Application.objects.get(slug="checkout-web-staff")  # a ring target: no releases of its own
+    assert not staff.releases.exists()
+    rings = list(Application.objects.get(slug="checkout-web").rings.order_by("position"))
+    assert [(r.name, r.kind, r.traffic_percent, r.requires_approval) for r in rings] == [
+        ("Staff", "targets", None, False),
+        ("Early adopters", "traffic", 10, True),
+    ]
+    assert list(rings[0].targets.all()) == [staff]
+    checkout_versions = dict(
+        SimulatorSlot.objects.filter(application__slug="checkout-web").values_list("slot_name", "version")
+    )
+    staff_versions = dict(SimulatorSlot.objects.filter(application=staff).values_list("slot_name", "version"))
+    assert staff_versions["production"] == checkout_versions["production"]
+    assert staff_versions["staging"] == checkout_versions["staging"]
+    for application in Application.objects.exclude(pk=staff.pk):
         assert sorted(application.environments.values_list("stage", flat=True)) == ["dev", "preprod", "prod", "test"]
         assert application.releases.filter(status=ReleaseStatus.LIVE).count() == 1
         assert application.releases.count() >= 8
@@ -50,7 +64,8 @@ def test_the_demo_has_three_applications_with_four_stages_weeks_of_history_and_o
         user = authenticate(username=username, password=password)
         assert user is not None, username
         assert user.groups.filter(name=role).exists()
-    assert "Checkout Web:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Checkout Web:" in out and "rings Staff (Checkout Web (staff))" in out
 
 
 def test_running_it_again_changes_nothing() -> None:

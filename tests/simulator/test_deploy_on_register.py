@@ -43,3 +43,32 @@ def test_registering_without_a_slot_deploys_nothing(checkout: Application) -> No
 
     assert not AuditEvent.objects.filter(action="simulator.deployed").exists()
     assert SimulatorSlot.objects.get(application=checkout, slot_name="staging").version == "1.1.0"
+
+
+def test_a_build_staged_for_production_is_staged_in_each_ring_target_too(checkout: Application) -> None:
+    from releases.models import Ring
+    from tests.factories import ApplicationFactory, add_simulated_site
+
+    staff = ApplicationFactory(name="Checkout staff", slug="checkout-staff")
+    add_simulated_site(staff)
+    ring = Ring.objects.create(application=checkout, position=0, name="Staff", kind=Ring.Kind.TARGETS)
+    ring.targets.set([staff])
+
+    services.release_register(
+        application=checkout,
+        version="1.3.0",
+        actor=None,
+        deployed_slot=Slot.objects.get(application=checkout, name="test"),
+    )
+    assert SimulatorSlot.objects.get(application=staff, slot_name="staging").version != "1.3.0", "only pre-production"
+
+    services.release_register(
+        application=checkout,
+        version="1.4.0",
+        actor=None,
+        deployed_slot=Slot.objects.get(application=checkout, name="staging"),
+    )
+    assert SimulatorSlot.objects.get(application=staff, slot_name="staging").version == "1.4.0"
+    assert SimulatorSlot.objects.get(application=staff, slot_name="production").version == "1.0.0"
+    assert Slot.objects.get(application=staff, name="staging").running_version == "1.4.0"
+    assert AuditEvent.objects.filter(action="simulator.deployed", application=staff).count() == 1

@@ -262,7 +262,7 @@ def test_a_rollback_is_refused_when_the_previous_build_is_gone(
     Release.objects.filter(pk=candidate.pk).update(status=ReleaseStatus.LIVE)
     SimulatorSlot.objects.filter(application=checkout, slot_name="staging").update(version="1.2.0")
 
-    with pytest.raises(DomainError, match=r"1\.0\.0 is no longer warm in staging"):
+    with pytest.raises(DomainError, match=r"1\.0\.0 is no longer warm in Checkout.s staging"):
         services.application_rollback(application=checkout, actor=release_manager, reason="Oops")
 
 
