@@ -96,7 +96,10 @@ def compensation_for(steps: list[OperationStep]) -> list[StepSpec]:
                     expect=p["previous_version"],
                     before=p["expect_version"],
                     title=f"Swap back: {where}{p['target']} returns to {p['previous_version'] or 'nothing'}",
-                    timeout_seconds=p.get("timeout_seconds", 600),
+                    # Never less time to undo than the default: the swap it undoes may have timed out.
+                    timeout_seconds=max(p.get("timeout_seconds", 600.0), 600.0),
+                    # A swap that timed out may still be running at the provider: finish it first.
+                    **({"await_token": step.resume_token} if step.resume_token else {}),
                     **on,
                     **({"application_name": p["application_name"]} if "application_name" in p else {}),
                 )

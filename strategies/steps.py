@@ -198,6 +198,8 @@ def swap(ctx: StepContext) -> Outcome:
     def target_version() -> str:
         return next((s.version for s in provider.slot_states(app) if s.name == target), "")
 
+    if p.get("await_token") and not ctx.step.detail.get("awaited"):
+        _await_earlier_swap(ctx, p["await_token"])
     handle = None
     if ctx.step.resume_token:
         token = ctx.step.resume_token
@@ -244,6 +246,40 @@ def swap(ctx: StepContext) -> Outcome:
     if found != expect:
         raise StepFailed(f"After the swap {target} runs {found or 'an unknown version'}, not {expect}.")
     return Done({"swapped": True, "token": ctx.step.resume_token})
+
+
+def _await_earlier_swap(ctx: StepContext, token: str) -> None:
+    """Undoing a swap that timed out: it may still be running at the provider, and would land after
+    the swap back (leaving production on the build being rolled back). Wait for it to end first."""
+    provider, app = ctx.provider, ctx.application
+    try:
+        handle = ctx.call(lambda: provider.resume_swap(app, token), "Resume the interrupted swap")
+    except ProviderError as exc:  # the provider no longer knows it: it ended long ago
+        ctx.update_detail(awaited=f"the provider no longer knows it ({exc})")
+        return
+    ctx.log(f"Waiting for the interrupted swap {token} to end before swapping back")
+    poll = 0.5
+    while True:
+        ctx.heartbeat()
+        remaining = ctx.remaining()
+        if remaining <= 0:
+            raise TimeoutError(
+                "The interrupted swap did not end before the step's deadline; production needs a person."
+            )
+        try:
+            handle.result(timeout=min(poll, remaining))
+            outcome = "it completed"
+            break
+        except TimeoutError:
+            poll = min(poll * 2, 5.0)
+        except TransientError as exc:
+            ctx.log(f"Polling the interrupted swap failed ({exc}); resuming it by its token")
+            handle = ctx.call(lambda: provider.resume_swap(app, token), "Resume the interrupted swap")
+        except ProviderError as exc:  # it failed: nothing of it to wait for
+            outcome = f"it failed ({exc})"
+            break
+    ctx.log(f"The interrupted swap ended: {outcome}")
+    ctx.update_detail(awaited=outcome)
 
 
 def swap_preview(ctx: StepContext) -> Outcome:

@@ -107,6 +107,37 @@ def test_a_failed_verification_swaps_back_and_rolls_the_release_back(
     assert [s.kind for s in undo] == ["swap"] and undo[0].status == StepStatus.SUCCEEDED
 
 
+def test_a_swap_that_times_out_is_waited_for_before_it_is_swapped_back(
+    rq_queues: dict[str, Queue],
+    checkout: Application,
+    live: Release,
+    candidate: Release,
+    release_manager: User,
+    settings: pytest.FixtureRequest,
+) -> None:
+    # The provider takes 1.5 s to swap; the step gives up after 0.4 s while the swap goes on. Swapping
+    # back at once would find production still on 1.0.0, do nothing, and let 1.1.0 land afterwards.
+    settings.SIMULATOR_TIMINGS = {**settings.SIMULATOR_TIMINGS, "swap_seconds": 1.5, "warmup_seconds": 0.5}
+    operation = services.operation_start(
+        release=candidate,
+        strategy="blue_green",
+        parameters={**FAST_BLUE_GREEN, "swap_timeout_seconds": 0.4},
+        actor=release_manager,
+    )
+
+    drive(rq_queues["operations"], operation)
+
+    assert operation.status == OperationStatus.ROLLED_BACK, operation.error
+    assert "timed out" in operation.error
+    swaps = list(SimulatorSwap.objects.filter(application=checkout).order_by("pk"))
+    assert [s.phase for s in swaps] == ["done", "done"], "the first swap finished, then the swap back"
+    assert sim(checkout)["production"] == ("1.0.0", 0) and sim(checkout)["staging"] == ("1.1.0", 0)
+    undo = operation.steps.get(parameters__undo=True)
+    assert undo.parameters["await_token"] == str(swaps[0].pk)
+    assert undo.detail["awaited"] == "it completed" and undo.detail["swapped"] is True
+    assert statuses(candidate, live) == [ReleaseStatus.ROLLED_BACK, ReleaseStatus.LIVE]
+
+
 def test_a_canary_passes_every_share_then_swaps_and_resets_routing(
     rq_queues: dict[str, Queue], checkout: Application, live: Release, candidate: Release, release_manager: User
 ) -> None:
