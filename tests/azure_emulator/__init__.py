@@ -10,8 +10,8 @@
 - Each slot's web app (`slot.host`): answers the health path with the deployed content's health.
 
 Tests arrange the world through `add_site`, steer it through each site's knobs (`swap_polls`,
-`hold_swap`, `swap_failure`, `lro_style`, ...) and `inject` faults, and read back what was asked with
-`calls` / `requests` (e.g. how many swap POSTs arrived).
+`hold_swap`, `swap_failure`, `lro_style`, `health_faults`, ...) and `inject` ARM faults, and read back
+what was asked with `calls` / `requests` (e.g. how many swap POSTs arrived).
 """
 
 from .emulator import AzureEmulator

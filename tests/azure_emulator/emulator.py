@@ -145,9 +145,10 @@ class _SiteHandler(_Handler):
             elif path != site.health_path:
                 status, body = 404, {"status": "not found", "path": path}
             else:
-                status = 200 if slot.healthy else 503
+                healthy = site.answers_healthy(slot)
+                status = 200 if healthy else 503
                 body = {
-                    "status": "healthy" if slot.healthy else "unhealthy",
+                    "status": "healthy" if healthy else "unhealthy",
                     "slot": slot.name,
                     "version": slot.version,
                 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,10 @@ class EmulatedSite:
     poll_base_url: str | None = None  # send the Location/Azure-AsyncOperation elsewhere (the http-refusal test)
     retry_after: int | None = None  # Retry-After (seconds) on 202 answers; None: leave polling to the client
     page_size: int = 50  # slots per page of the slot list (nextLink beyond)
+    # Content that breaks depending on where it runs (tests append): a slot for which any of these says True
+    # answers its health path 503, e.g. `lambda slot: slot.version == "1.1.0" and slot.name == "production"`
+    # (a build that fails only with production's traffic or settings). Judged on every health request.
+    health_faults: list[Callable[[EmulatedSlot], bool]] = field(default_factory=list)
     # Live state:
     operations: dict[str, SwapOperation] = field(default_factory=dict)
     current: SwapOperation | None = None
@@ -96,6 +101,10 @@ class EmulatedSite:
 
     def slot(self, name: str) -> EmulatedSlot:
         return self.slots[name]
+
+    def answers_healthy(self, slot: EmulatedSlot) -> bool:
+        """What the slot's app answers on its health path now: its content's health, unless a health fault hits."""
+        return slot.healthy and not any(fault(slot) for fault in self.health_faults)
 
     # -- swaps --
     def start_swap(self, a: str, b: str) -> SwapOperation:
