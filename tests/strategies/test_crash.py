@@ -14,7 +14,16 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from rq import Queue
 
-from releases.models import Operation, OperationStatus, Release, ReleaseStatus, SimulatorSlot, SimulatorSwap
+from releases.models import (
+    Application,
+    Operation,
+    OperationStatus,
+    Release,
+    ReleaseStatus,
+    Ring,
+    SimulatorSlot,
+    SimulatorSwap,
+)
 from strategies import services
 from strategies.engine import operations_recover
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
@@ -56,6 +65,22 @@ def promote(n: int, strategy: str, parameters: dict, actor: User) -> tuple[Opera
         status=ReleaseStatus.APPROVED,
         deployed_slot=application.slots.get(name="staging"),
     )
+    if strategy == "rings":
+        target = ApplicationFactory(slug=f"crash-{n}-staff", name=f"Crash {n} staff")
+        add_simulated_site(target, VERSIONS)
+        staff = Ring.objects.create(
+            application=application, position=0, name="Staff", kind=Ring.Kind.TARGETS, bake_seconds=0.02, analyse=False
+        )
+        staff.targets.set([target])
+        Ring.objects.create(
+            application=application,
+            position=1,
+            name="Some",
+            kind=Ring.Kind.TRAFFIC,
+            traffic_percent=10,
+            bake_seconds=0.02,
+            analyse=False,
+        )
     operation = services.operation_start(release=candidate, strategy=strategy, parameters=parameters, actor=actor)
     return operation, candidate, live
 
@@ -71,6 +96,12 @@ KILL_POINTS = [
     ("canary", "step_finished:2"),
     ("canary", "step_started:4"),
     ("canary", "swap_begun"),
+    # Rings: 1 gate, 2 target's staging healthy, 3 swap into the target, 4 bake, 5 target healthy,
+    # 6 route 10 %, 7 bake, 8 swap into production, 9 routing reset, 10 go live.
+    ("rings", "step_started:3"),
+    ("rings", "swap_begun"),  # the ring target's swap
+    ("rings", "step_finished:6"),
+    ("rings", "step_started:8"),
 ]
 
 
@@ -79,7 +110,11 @@ def test_a_worker_killed_anywhere_leaves_an_operation_that_recovers_consistently
 ) -> None:
     queue = rq_queues["operations"]
     for n, (strategy, kill_at) in enumerate(KILL_POINTS):
-        parameters = FAST_BLUE_GREEN if strategy == "blue_green" else {**FAST_CANARY, "shares": [10, 100]}
+        parameters = {
+            "blue_green": FAST_BLUE_GREEN,
+            "canary": {**FAST_CANARY, "shares": [10, 100]},
+            "rings": {},
+        }[strategy]
         operation, candidate, live = promote(n, strategy, parameters, release_manager)
 
         assert killed_worker(kill_at) == -signal.SIGKILL, kill_at
@@ -98,6 +133,10 @@ def test_a_worker_killed_anywhere_leaves_an_operation_that_recovers_consistently
         assert (slots["production"].version, slots["staging"].version) == ("1.1.0", "1.0.0"), kill_at
         assert slots["staging"].routing_percent == 0, kill_at
         assert SimulatorSwap.objects.filter(application=operation.application).count() == 1, kill_at
+        if strategy == "rings":
+            target = Application.objects.get(slug=f"crash-{n}-staff")
+            assert SimulatorSlot.objects.get(application=target, slot_name="production").version == "1.1.0", kill_at
+            assert SimulatorSwap.objects.filter(application=target).count() == 1, kill_at
 
 
 def test_a_step_that_keeps_killing_its_worker_is_rolled_back(
