@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import quote_etag
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
@@ -21,17 +24,39 @@ from .jobs import enqueue_slots_refresh
 from .models import Application, ReleaseStatus
 from .services import DomainError
 
+DASHBOARD_POLL_LIVE = "every 2s"  # while an operation runs or slots are being refreshed
+DASHBOARD_POLL_IDLE = "every 30s"  # otherwise only to notice the next one; answered 304 when unchanged
+
 
 @require_GET
 @role_required(Role.VIEWER)
+@vary_on_headers("HX-Request")
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """The grid of applications by environments. Its htmx poll is answered 304 when nothing changed."""
     team = request.GET.get("team", "")
+    etag = None
+    if request.htmx:
+        seen = f"{selectors.dashboard_fingerprint(team=team)}|{request.user.pk}|{team}"
+        etag = quote_etag(hashlib.sha256(seen.encode()).hexdigest()[:32])
+        if etag in request.headers.get("If-None-Match", ""):
+            response = HttpResponseNotModified()
+            response["ETag"] = etag
+            return response
     stages, rows = selectors.dashboard_rows(team=team)
-    return render(
-        request,
-        "releases/dashboard.html",
-        {"stages": stages, "rows": rows, "teams": selectors.teams(), "team": team},
-    )
+    live = selectors.dashboard_is_live(rows)
+    context = {
+        "stages": stages,
+        "rows": rows,
+        "team": team,
+        "poll": DASHBOARD_POLL_LIVE if live else DASHBOARD_POLL_IDLE,
+        "live": live,
+    }
+    if request.htmx:
+        response = render(request, "releases/dashboard.html#grid", context)
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, no-cache"  # the browser keeps it and revalidates every poll
+        return response
+    return render(request, "releases/dashboard.html", {**context, "teams": selectors.teams()})
 
 
 @require_GET

@@ -215,6 +215,8 @@ def _run_step(operation: Operation, step: OperationStep, runner: str) -> Done | 
         OperationStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
             status=StepStatus.SUCCEEDED, finished_at=clock.now(), progress=100, detail={**step.detail, **outcome.detail}
         )
+        if step.kind in CHANGES_SLOTS:
+            _observe_slots(application)
     elif isinstance(outcome, Wait | Pause):
         OperationStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
             status=StepStatus.WAITING, detail={**step.detail, **outcome.detail}
@@ -227,6 +229,20 @@ def _run_step(operation: Operation, step: OperationStep, runner: str) -> Done | 
         **_event("step_finished", operation.pk, step.position),
     )
     return outcome
+
+
+# Steps after which what the slots run or route has changed: the portal's observed view is refreshed.
+CHANGES_SLOTS = {"swap", "set_traffic", "swap_preview", "cancel_preview"}
+
+
+def _observe_slots(application: Any) -> None:
+    """Refresh the observed slots (dashboard, application page) now; a failure only leaves them stale."""
+    from releases.services import slots_refresh
+
+    try:
+        slots_refresh(application=application)
+    except Exception:  # the step succeeded; a stale picture must not fail it
+        log.exception("operation: refreshing the slots of %s failed", application)
 
 
 def _describe(step: OperationStep, exc: BaseException) -> str:

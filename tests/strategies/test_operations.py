@@ -53,6 +53,8 @@ def test_blue_green_swaps_the_build_into_production_and_makes_it_live(
     assert statuses(candidate, live) == [ReleaseStatus.LIVE, ReleaseStatus.SUPERSEDED]
     assert sim(checkout)["production"] == ("1.1.0", 0)
     assert sim(checkout)["staging"] == ("1.0.0", 0)
+    observed = checkout.slots.get(name="production")  # the portal's own view is refreshed after the swap
+    assert (observed.running_version, observed.current_release) == ("1.1.0", candidate)
     assert SimulatorSwap.objects.filter(application=checkout).count() == 1
     assert set(operation.steps.values_list("status", flat=True)) == {StepStatus.SUCCEEDED}
     swap = operation.steps.get(kind="swap")
