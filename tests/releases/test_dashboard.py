@@ -67,7 +67,7 @@ def test_an_idle_dashboard_polls_slowly(signed_in: Client) -> None:
 
     page = signed_in.get(reverse("dashboard")).content.decode()
 
-    assert 'hx-trigger="every 30s"' in page and "Nothing is running" in page
+    assert 'hx-trigger="every 10s"' in page and "Nothing is running" in page
 
 
 def test_an_unchanged_poll_is_answered_304_and_a_change_is_not(signed_in: Client, viewer: User) -> None:
