@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # the audit trail's full-text index and search (a no-op on SQLite)
     "django_htmx",
     "django_rq",
     "portal",
@@ -300,6 +301,15 @@ if SIMULATOR_TIMINGS["warmup_seconds"] + SIMULATOR_TIMINGS["routing_seconds"] > 
     raise ImproperlyConfigured(
         "SIMULATOR_SWAP_WARMUP_SECONDS + SIMULATOR_SWAP_ROUTING_SECONDS must not exceed SIMULATOR_SWAP_SECONDS"
     )
+
+# REST API v1 (releases.api): calls a token (or a signed-in person) may make per minute, how long
+# an Idempotency-Key is remembered, and the largest request body the API reads.
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600)
+API_IDEMPOTENCY_KEY_HOURS = env_int("API_IDEMPOTENCY_KEY_HOURS", 24)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
+for _name in ("API_RATE_LIMIT_PER_MINUTE", "API_IDEMPOTENCY_KEY_HOURS", "API_MAX_BODY_BYTES"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}")
 
 LOGGING = {
     "version": 1,

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from releases.api import urls as api_urls
 from releases.simulator import urls as simulator_urls
 
 from . import views
@@ -13,7 +14,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
     path("sim/", include("releases.simulator.urls")),
+    path("api/v1/", include(api_urls)),
+    path("", include(api_urls.account_urlpatterns)),
     path("", include(simulator_urls.portal_urlpatterns)),
     path("", include("releases.urls")),
     path("", include("strategies.urls")),
 ]
+
+# Under /api/ a missing page is a problem document, like every other answer of the API.
+handler404 = "releases.api.views.not_found"

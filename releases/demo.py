@@ -387,6 +387,7 @@ class ReleasePlan:
     decisions: list[DecisionPlan] = field(default_factory=list)
     promotion: OperationPlan | None = None
     rollback: OperationPlan | None = None
+    committed_at: datetime | None = None  # when the commit was made: where its lead time starts
 
 
 @dataclass
@@ -614,6 +615,8 @@ def plan_application(spec: AppSpec, now: datetime) -> AppPlan:
     part = "minor"
     incident_at = rng.randint(2, spec.history - 3)
     fix_note = ""
+    # Commit times have their own generator, so that adding them left the rest of the history as it was.
+    commits = random.Random(f"slipway-demo-commits/{spec.slug}")  # noqa: S311 - demo data, not security
 
     def new_release(hours: float, outcome: str, stage: str = Stage.PREPRODUCTION) -> ReleasePlan:
         registered = cal.at(hours) + timedelta(seconds=rng.randint(0, 59))
@@ -628,6 +631,8 @@ def plan_application(spec: AppSpec, now: datetime) -> AppPlan:
             stage=stage,
             registered_at=registered,
             outcome=outcome,
+            # A few hours to two days between the commit and the pipeline registering its build.
+            committed_at=registered - timedelta(seconds=round(commits.triangular(2, 48, 6) * 3600)),
         )
 
     def request(rp: ReleasePlan) -> None:
@@ -781,6 +786,7 @@ def _play_release(ctx: _Context, rp: ReleasePlan) -> None:
             actor=ci,
             build_id=rp.build_id,
             commit_sha=rp.commit_sha,
+            committed_at=rp.committed_at,
             branch=rp.branch,
             notes=rp.notes,
             artifact_url=f"https://artifacts.sim.slipway.local/{app.slug}/{rp.version}/{app.slug}-{rp.version}.zip",

@@ -22,15 +22,28 @@ class ReleaseRegisterForm(forms.ModelForm):
             "version",
             "build_id",
             "commit_sha",
+            "committed_at",
             "branch",
             "artifact_url",
             "deployed_slot",
             "notes",
         ]
-        widgets = {"notes": forms.Textarea(attrs={"rows": 5})}
+        widgets = {
+            "notes": forms.Textarea(attrs={"rows": 5}),
+            "committed_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        }
+        labels = {"committed_at": "Commit time (UTC)"}
 
     def clean_version(self) -> str:
         return self.cleaned_data["version"].strip()
+
+    def clean_committed_at(self) -> object:
+        from portal import clock
+
+        committed_at = self.cleaned_data["committed_at"]
+        if committed_at is not None and committed_at > clock.now():
+            raise forms.ValidationError("The commit time is in the future; give the time the commit was made.")
+        return committed_at
 
     def clean(self) -> dict:
         data = super().clean()

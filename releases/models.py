@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from .fulltext import PostgresGinIndex, audit_search_vector
+
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Use lower-case letters, digits and hyphens.")
 
 
@@ -241,6 +243,9 @@ class Release(models.Model):
     version = models.CharField(max_length=100)
     build_id = models.CharField(max_length=100, blank=True)
     commit_sha = models.CharField(max_length=64, blank=True)
+    committed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the commit was made: where lead time for changes starts."
+    )
     branch = models.CharField(max_length=200, blank=True)
     notes = models.TextField(blank=True)
     artifact_url = models.URLField(max_length=500, blank=True)
@@ -271,7 +276,13 @@ class Release(models.Model):
             models.CheckConstraint(name="release_version_not_blank", condition=~Q(version="")),
             models.CheckConstraint(name="release_status_valid", condition=Q(status__in=ReleaseStatus.values)),
         ]
-        indexes = [models.Index(fields=["status", "-created_at"], name="release_status_created_idx")]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="release_status_created_idx"),
+            # History pages walk (created_at, id) backwards with a cursor, overall and per application.
+            models.Index(fields=["-created_at", "-id"], name="release_created_id_idx"),
+            models.Index(fields=["application", "-created_at", "-id"], name="release_app_created_id_idx"),
+            models.Index(fields=["-live_at"], name="release_live_at_idx", condition=Q(live_at__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.application.name} {self.version}"
@@ -628,6 +639,21 @@ class Operation(models.Model):
             ),
             models.CheckConstraint(name="rollback_needs_reason", condition=~Q(kind="rollback") | ~Q(reason="")),
         ]
+        # Delivery metrics (releases.delivery): production changes by when they finished, incidents by
+        # when they started, and the next successful operation of an application after an incident.
+        indexes = [
+            models.Index(fields=["finished_at"], name="operation_promote_finished_idx", condition=Q(kind="promote")),
+            models.Index(
+                fields=["created_at"],
+                name="operation_incident_created_idx",
+                condition=Q(kind="promote", status__in=["failed", "rolled_back"]) | Q(kind="rollback"),
+            ),
+            models.Index(
+                fields=["application", "finished_at"],
+                name="operation_app_succeeded_idx",
+                condition=Q(status="succeeded"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.release} ({self.get_status_display().lower()})"
@@ -701,6 +727,9 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["object_type", "object_id", "-created_at"], name="audit_object_idx"),
             models.Index(fields=["application", "-created_at"], name="audit_application_idx"),
+            # The trail pages walk (created_at, id) backwards with a cursor; the search box is full-text.
+            models.Index(fields=["-created_at", "-id"], name="audit_created_id_idx"),
+            PostgresGinIndex(audit_search_vector(), name="audit_search_idx"),
         ]
 
     def __str__(self) -> str:
@@ -947,3 +976,39 @@ class SimulatorMetricBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slot} {self.minute:%H:%M} {self.source}: {self.requests} requests"
+
+
+class IdempotencyKey(models.Model):
+    """A POST to the API made with an `Idempotency-Key` header, and the answer it got.
+
+    Keyed by whoever called (the token, or the person for a browser session) and the key. The row is
+    written in the transaction of the change the request made, so a concurrent retry with the same key
+    waits on the unique constraint and then replays the stored answer instead of doing it twice.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    body_hash = models.CharField(max_length=64, help_text="SHA-256 of the request body.")
+    # Empty while the first request runs; it is filled in before that request's transaction commits.
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token", "key"], condition=Q(token__isnull=False), name="idempotency_key_unique_per_token"
+            ),
+            models.UniqueConstraint(
+                fields=["user", "key"], condition=Q(token__isnull=True), name="idempotency_key_unique_per_session_user"
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} ({self.key[:40]})"

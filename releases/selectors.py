@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Max, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet, Sum
 
+from .fulltext import search_audit_events
 from .models import (
     OPERATION_ACTIVE,
     Application,
+    ApprovalDecision,
     ApprovalRequest,
     ApprovalRequestStatus,
     AuditEvent,
@@ -101,8 +104,9 @@ def dashboard_is_live(rows: list[DashboardRow]) -> bool:
 def dashboard_fingerprint(*, team: str = "") -> str:
     """What the grid shows changes only with an audited change, or a running operation's progress.
 
-    Three aggregate queries, no rendering: the newest audit event, the slots' last observation, and
-    the progress of active operations' steps. A poll with the same fingerprint is answered 304.
+    Four aggregate queries, no rendering: the newest audit event, the slots' last observation, the
+    progress of active operations' steps, and the last slot refresh asked for. A poll with the same
+    fingerprint is answered 304.
     """
     latest_event = AuditEvent.objects.aggregate(latest=Max("id"))["latest"]
     slots = Slot.objects.all() if not team else Slot.objects.filter(application__team=team)
@@ -114,7 +118,8 @@ def dashboard_fingerprint(*, team: str = "") -> str:
         attempts=Sum("attempts"),
         done=Count("id", filter=~Q(status__in=[StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING])),
     )
-    return f"{latest_event}|{observed}|{sorted(active.items())}"
+    asked = Application.objects.aggregate(at=Max("slots_refresh_requested_at"))["at"]  # not audited: a click
+    return f"{latest_event}|{observed}|{sorted(active.items())}|{asked}"
 
 
 def teams() -> list[str]:
@@ -130,21 +135,106 @@ def releases_for(*, application: Application | None = None, status: str = "") ->
     return qs
 
 
-def audit_events(*, application: str = "", action: str = "", actor: str = "", text: str = "") -> QuerySet[AuditEvent]:
+def audit_trail_of(obj: object) -> QuerySet[AuditEvent]:
+    """The events about one object, newest first (its page shows them and links to `audit_trail_url`)."""
+    return AuditEvent.objects.filter(
+        object_type=obj._meta.label_lower,  # type: ignore[attr-defined]
+        object_id=str(obj.pk),  # type: ignore[attr-defined]
+    ).select_related("application")
+
+
+# --- history and the audit trail -------------------------------------------------------------------
+
+
+def _utc_day_range(since: date | None, until: date | None) -> Q:
+    """`created_at` within the UTC days `since` to `until`, both included."""
+    condition = Q()
+    if since is not None:
+        condition &= Q(created_at__gte=datetime.combine(since, time.min, tzinfo=UTC))
+    if until is not None:
+        condition &= Q(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
+    return condition
+
+
+def release_history(
+    *,
+    application: Application | None = None,
+    stage: str = "",
+    status: str = "",
+    person: str = "",
+    since: date | None = None,
+    until: date | None = None,
+) -> QuerySet[Release]:
+    """Releases for the history page, newest first (the page walks them by `(created_at, id)` with a cursor).
+
+    `stage`: dev, test or preprod — the build was deployed to that environment's slot when it was
+    registered; prod — it reached production (went live at some point, whatever it is now).
+    `person` (a username): who registered it, decided an approval of it, or started an operation on it.
+    """
+    qs = Release.objects.select_related("application", "created_by").defer("notes")
+    if application is not None:
+        qs = qs.filter(application=application)
+    if stage == Stage.PRODUCTION:
+        qs = qs.filter(Q(live_at__isnull=False) | Q(deployed_slot__environment__stage=stage))
+    elif stage:
+        qs = qs.filter(deployed_slot__environment__stage=stage)
+    if status:
+        qs = qs.filter(status=status)
+    if person:
+        decided = ApprovalDecision.objects.filter(request__release=OuterRef("pk"), approver__username=person)
+        started = Operation.objects.filter(release=OuterRef("pk"), started_by__username=person)
+        qs = qs.filter(Q(created_by__username=person) | Exists(decided) | Exists(started))
+    return qs.filter(_utc_day_range(since, until))
+
+
+def live_release_of(application: Application) -> Release | None:
+    return Release.objects.filter(application=application, status=ReleaseStatus.LIVE).first()
+
+
+def releases_between(older: Release, newer: Release, *, limit: int) -> list[Release]:
+    """The releases after `older` up to and including `newer` (same application), newest first.
+
+    What changes when going from `older` to `newer`. At most `limit + 1` rows, so the caller can
+    tell that there are more than `limit` without counting them.
+    """
+    after_older = Q(created_at__gt=older.created_at) | Q(created_at=older.created_at, pk__gt=older.pk)
+    up_to_newer = Q(created_at__lt=newer.created_at) | Q(created_at=newer.created_at, pk__lte=newer.pk)
+    return list(
+        Release.objects.filter(after_older, up_to_newer, application_id=older.application_id)
+        .select_related("created_by")
+        .order_by("-created_at", "-id")[: limit + 1]
+    )
+
+
+def audit_events(
+    *,
+    application: str = "",
+    action: str = "",
+    actor: str = "",
+    text: str = "",
+    object_type: str = "",
+    object_id: str = "",
+    since: date | None = None,
+    until: date | None = None,
+) -> QuerySet[AuditEvent]:
+    """The audit trail, filtered, newest first (pages walk it by `(created_at, id)` with a cursor).
+
+    `application` is a slug, `action` a prefix ("release." finds every release event), `actor` the
+    label shown (a username, a token, "system"; any case), `text` a full-text search over the reason
+    and the object's name (see `releases.fulltext`), `since`/`until` UTC days, both included.
+    """
     qs = AuditEvent.objects.select_related("application")
     if application:
         qs = qs.filter(application__slug=application)
     if action:
         qs = qs.filter(action__startswith=action)
     if actor:
-        qs = qs.filter(actor_label=actor)
-    if text:
-        qs = qs.filter(Q(reason__icontains=text) | Q(object_repr__icontains=text))
-    return qs
-
-
-def audit_trail_of(obj: object) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk))  # type: ignore[attr-defined]
+        qs = qs.filter(actor_label__iexact=actor)
+    if object_type:
+        qs = qs.filter(object_type=object_type)
+    if object_id:
+        qs = qs.filter(object_id=object_id)
+    return search_audit_events(qs.filter(_utc_day_range(since, until)), text)
 
 
 # --- approvals -------------------------------------------------------------------------------------
@@ -188,3 +278,30 @@ def approval_requests_of(release: Release) -> QuerySet[ApprovalRequest]:
         .annotate(approvals=Count("decisions", filter=Q(decisions__verdict="approve")))
         .order_by("-created_at", "-id")
     )
+
+
+# --- the application page ---------------------------------------------------------------------------
+
+
+@dataclass
+class TrafficShare:
+    slot: str
+    version: str
+    percent: int
+    offset: int  # where its bar starts, in percent
+
+
+def traffic_split(environments: list[Environment]) -> list[TrafficShare]:
+    """Who takes production's visitors: the routed slots' shares, and production the rest."""
+    slots = [env.slot for env in environments]
+    routed = [s for s in slots if not s.is_production and s.traffic_percent]
+    production = next((s for s in slots if s.is_production), None)
+    shares = []
+    if production is not None:
+        rest = max(0, 100 - sum(s.traffic_percent for s in routed))
+        shares.append(TrafficShare(production.name, production.running_version, rest, 0))
+    offset = shares[0].percent if shares else 0
+    for slot in routed:
+        shares.append(TrafficShare(slot.name, slot.running_version, slot.traffic_percent, offset))
+        offset += slot.traffic_percent
+    return shares

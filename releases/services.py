@@ -8,6 +8,7 @@ is not allowed. Views and the API turn `DomainError` into a message or a 4xx, ne
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -171,6 +172,7 @@ def release_register(
     actor: AbstractBaseUser | None,
     build_id: str = "",
     commit_sha: str = "",
+    committed_at: datetime | None = None,
     branch: str = "",
     notes: str = "",
     artifact_url: str = "",
@@ -179,6 +181,8 @@ def release_register(
     version = version.strip()
     if not version:
         raise DomainError("A release needs a version.")
+    if committed_at is not None and committed_at > clock.now():
+        raise DomainError("The commit time is in the future; give the time the commit was made.")
     if deployed_slot is not None and deployed_slot.application_id != application.pk:
         raise DomainError(f"Slot {deployed_slot.name!r} does not belong to {application.name}.")
     now = clock.now()
@@ -189,6 +193,7 @@ def release_register(
                 version=version,
                 build_id=build_id,
                 commit_sha=commit_sha,
+                committed_at=committed_at,
                 branch=branch,
                 notes=notes,
                 artifact_url=artifact_url,
@@ -202,7 +207,9 @@ def release_register(
                 action="release.registered",
                 obj=release,
                 application=application,
-                after=snapshot(release, ["version", "build_id", "commit_sha", "branch", "status", "deployed_slot"]),
+                after=snapshot(
+                    release, ["version", "build_id", "commit_sha", "committed_at", "branch", "status", "deployed_slot"]
+                ),
             )
             if (
                 deployed_slot is not None

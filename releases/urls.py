@@ -1,7 +1,8 @@
 from django.urls import path
 
-from . import views
+from . import delivery_views, views
 from .approvals import views as approval_views
+from .history import views as history_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -10,7 +11,8 @@ urlpatterns = [
     path("apps/<slug:slug>/connect", views.application_connect, name="application_connect"),
     path("apps/<slug:slug>/refresh", views.application_refresh_slots, name="application_refresh_slots"),
     path("apps/<slug:slug>/environments/<str:stage>/policy", approval_views.policy_edit, name="policy_edit"),
-    path("releases/", views.release_list, name="release_list"),
+    path("releases/", history_views.release_list, name="release_list"),
+    path("releases/compare", history_views.release_compare, name="release_compare"),
     path("releases/new", views.release_register, name="release_register"),
     path("releases/<int:pk>/", views.release_detail, name="release_detail"),
     path(
@@ -27,5 +29,8 @@ urlpatterns = [
         approval_views.approval_override_freeze,
         name="approval_override_freeze",
     ),
-    path("audit/", views.audit_list, name="audit_list"),
+    path("audit/", history_views.audit_list, name="audit_list"),
+    path("audit/export.csv", history_views.audit_export_csv, name="audit_export_csv"),
+    path("audit/export.json", history_views.audit_export_json, name="audit_export_json"),
+    path("metrics/", delivery_views.delivery_metrics_page, name="delivery_metrics"),
 ]

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
+from portal.htmx import partial_requested
 from portal.roles import Role, require_role, role_required
 from releases.approvals import ApprovalForbidden
 from releases.models import Application, Operation, Release, Ring
@@ -73,10 +74,10 @@ def _promote_page(
 
 @require_GET
 @role_required(Role.VIEWER)
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-Boosted")
 def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     operation = get_object_or_404(_operations(), pk=pk)
-    if request.htmx:
+    if partial_requested(request):
         context = _detail_context(operation)
         response = render(request, "operations/detail.html#steps", context)
         if context["ring_step"] is not None and request.GET.get("seen") != operation.status:
@@ -89,13 +90,19 @@ def _operations() -> Any:
     return Operation.objects.select_related("application", "release", "environment", "started_by")
 
 
-def _detail_context(operation: Operation, **extra: Any) -> dict[str, Any]:
+def steps_for_page(operation: Operation) -> list[Any]:
+    """The operation's steps with what the steps table shows: the log's tail, the last analysis, checks."""
     steps = list(operation.steps.all())
     for step in steps:
         step.log_tail = "\n".join(step.log.splitlines()[-LOG_TAIL_LINES:])
         analyses = step.detail.get("analyses") or []
         step.analysis = analyses[-1] if analyses else None
         step.checks = len(step.detail.get("checks") or [])
+    return steps
+
+
+def _detail_context(operation: Operation, **extra: Any) -> dict[str, Any]:
+    steps = steps_for_page(operation)
     ring_step = services.ring_waiting_for_approval(operation)
     return {
         "operation": operation,

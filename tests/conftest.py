@@ -19,6 +19,15 @@ from portal.roles import Role
 from .factories import UserFactory
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Each test starts with an empty cache: database ids repeat across tests, cached renderings must not."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def viewer(db: None) -> User:
     return UserFactory(username="vera-viewer", roles=[Role.VIEWER])

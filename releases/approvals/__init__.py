@@ -27,6 +27,7 @@ from .common import ApprovalForbidden, needs_approval, policy_of
 from .gates import (
     GateCheck,
     active_override,
+    approval_blocker,
     freeze_override,
     freeze_state,
     gates_evaluate,
@@ -60,6 +61,7 @@ __all__ = [
     "GateCheck",
     "PolicyProblems",
     "active_override",
+    "approval_blocker",
     "approval_decide",
     "approval_expire_due",
     "approval_remind_due",

@@ -170,7 +170,8 @@ def latest_gate_results(release: Release, environment: Environment) -> list[Gate
     return sorted(latest.values(), key=lambda r: r.pk)
 
 
-def _approval_blocker(release: Release, environment: Environment) -> str:
+def approval_blocker(release: Release, environment: Environment) -> str:
+    """What the approval lacks for promoting `release` into `environment`, in words; "" when nothing."""
     policy = policy_of(environment)
     if policy is None or policy.approvals_required == 0:
         return ""
@@ -207,7 +208,7 @@ def promotion_blockers(
     frozen = results.pop(GateResult.Gate.NO_FREEZE)
     if not frozen.passed:
         reasons.append(frozen.detail)
-    if approval := _approval_blocker(release, environment):
+    if approval := approval_blocker(release, environment):
         reasons.append(approval)
     reasons += [result.detail for result in results.values() if not result.passed]
     return reasons

@@ -16,6 +16,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from portal import clock
+from portal.htmx import partial_requested
 from portal.roles import Role, has_role, role_required
 from releases.approvals import ApprovalForbidden
 
@@ -106,11 +107,11 @@ def approval_inbox(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @role_required(Role.VIEWER)
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-Boosted")
 def approval_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     approval = _approval_or_404(request_id)
     context = _approval_context(request, approval)
-    if request.htmx:
+    if partial_requested(request):
         response = render(request, "approvals/approval_detail.html#status", context)
         if context["pending"]:
             return response
@@ -125,7 +126,11 @@ def approval_detail(request: HttpRequest, request_id: int) -> HttpResponse:
 def approval_decide(request: HttpRequest, request_id: int) -> HttpResponse:
     approval = _approval_or_404(request_id)
     form = DecisionForm(request.POST)
+    # Decided from the release page: errors and the outcome are shown there, in place.
+    on_release_page = request.POST.get("return_to") == "release"
     if not form.is_valid():
+        if on_release_page:
+            return _release_page(request, approval.release, status=400, decision_form=form)
         context = _approval_context(request, approval, decision_form=form)
         return render(request, "approvals/approval_detail.html", context, status=400)
     try:
@@ -138,13 +143,24 @@ def approval_decide(request: HttpRequest, request_id: int) -> HttpResponse:
     except ApprovalForbidden as exc:
         raise PermissionDenied(str(exc)) from None
     except DomainError as exc:
-        messages.error(request, str(exc))
         approval.refresh_from_db()
+        if on_release_page:
+            form.add_error(None, str(exc))
+            return _release_page(request, approval.release, status=409, decision_form=form)
+        messages.error(request, str(exc))
         context = _approval_context(request, approval, decision_form=form)
         return render(request, "approvals/approval_detail.html", context, status=409)
     verdict = "approved" if form.cleaned_data["verdict"] == "approve" else "rejected"
     messages.success(request, f"You {verdict} {approval.release}. {_outcome(approval)}")
+    if on_release_page:
+        return redirect(f"{approval.release.get_absolute_url()}#approval")
     return redirect("approval_detail", request_id=approval.pk)
+
+
+def _release_page(request: HttpRequest, release: Any, **kwargs: Any) -> HttpResponse:
+    from releases.views import release_page  # the release page builds on approvals, not the reverse
+
+    return release_page(request, release, **kwargs)
 
 
 def _outcome(approval: ApprovalRequest) -> str:
@@ -158,12 +174,12 @@ def _outcome(approval: ApprovalRequest) -> str:
 
 @require_POST
 @role_required(Role.VIEWER)
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-Boosted")
 def approval_gates(request: HttpRequest, request_id: int) -> HttpResponse:
     """Evaluate the gates now (records the results); htmx swaps the gates table in place."""
     approval = _approval_or_404(request_id)
     approvals.gates_evaluate(release=approval.release, environment=approval.environment, actor=request.user)
-    if request.htmx:
+    if partial_requested(request):
         context = _approval_context(request, approval)
         return render(request, "approvals/approval_detail.html#gates", context)
     messages.info(request, "Gates evaluated just now.")

@@ -48,8 +48,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     return report
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
+@pytest.fixture
+def chromium(_django_db_helper: None) -> Iterator[Any]:
+    """A browser per test, started after the test database is set up: Playwright's sync API runs the
+    test inside its own greenlet, where Django's per-context connection objects are new ones, so a
+    browser kept across tests made later tests miss their serialized-rollback restore."""
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         pytest.skip(f"No Chromium at {CHROMIUM}: install Debian's chromium package (the CI script does).")
     from playwright.sync_api import sync_playwright

@@ -55,15 +55,27 @@ def test_approve_promote_by_canary_watch_the_dashboard_roll_back_and_read_the_au
     )
     request = release.approval_requests.get()
 
-    # Two approvers, each in their own browser: the navigation says one request waits; they approve.
-    for approver, comment in ((ann, "Basket checked on staging"), (bob, "Payment page fine")):
-        page = sign_in(approver)
-        expect(page.locator("#nav-approvals")).to_contain_text("1")
-        page.locator("#nav-approvals").click()
-        page.get_by_role("link", name=re.compile("1.1.0")).first.click()
-        page.get_by_label("Comment").fill(comment)
-        page.get_by_role("button", name="Approve", exact=True).click()
-        expect(page.locator("main")).to_contain_text(comment)
+    # Two approvers, each in their own browser. Ann follows the navigation's count to the request.
+    page = sign_in(ann)
+    expect(page.locator("#nav-approvals")).to_contain_text("1")
+    page.locator("#nav-approvals").click()
+    page.get_by_role("link", name=re.compile("1.1.0")).first.click()
+    page.get_by_label("Comment").fill("Basket checked on staging")
+    page.get_by_role("button", name="Approve", exact=True).click()
+    expect(page.locator("main")).to_contain_text("Basket checked on staging")
+
+    # Bob decides on the release page itself: a reject without a comment is refused in place, then he approves.
+    page = sign_in(bob)
+    page.goto(f"{live_server.url}{release.get_absolute_url()}")
+    moves: list[str] = []
+    page.on("framenavigated", lambda frame: moves.append(frame.url) if frame == page.main_frame else None)
+    page.get_by_role("button", name="Reject").click()
+    expect(page.locator("#approval")).to_contain_text("a rejection needs a comment")
+    page.get_by_label(re.compile("Your decision")).fill("Payment page fine")
+    page.get_by_role("button", name="Approve", exact=True).click()
+    expect(page.locator("#approval")).to_contain_text("You approved this request")
+    expect(page.locator("#approval")).to_contain_text("Approved")
+    assert moves == [], f"deciding reloaded the page: {moves}"
     request.refresh_from_db()
     assert request.status == ApprovalRequestStatus.APPROVED
     release.refresh_from_db()
@@ -73,6 +85,8 @@ def test_approve_promote_by_canary_watch_the_dashboard_roll_back_and_read_the_au
     promote = sign_in(rita)
     expect(production_cell(promote)).to_contain_text("1.0.0")
     promote.goto(f"{live_server.url}{release.get_absolute_url()}")
+    loads: list[str] = []  # full document loads; htmx swaps (even with a new URL in the history) are not
+    promote.on("load", lambda: loads.append(promote.url))
     promote.get_by_label("Strategy").select_option("canary")
     promote.get_by_label("Canary shares (%)").fill("10, 100")
     promote.get_by_label("Canary bake (seconds)").fill("4")
@@ -80,6 +94,8 @@ def test_approve_promote_by_canary_watch_the_dashboard_roll_back_and_read_the_au
     expect(promote.locator("main")).to_contain_text("Route 10 % of traffic to staging")
     promote.get_by_role("button", name="Start").click()
     promote.wait_for_url(re.compile(r".*/operations/\d+/$"))
+    expect(promote.locator(".message-success")).to_contain_text("Started the promotion of Checkout 1.1.0")
+    assert loads == [], f"promoting reloaded the page: {loads}"
 
     dashboard = promote.context.new_page()
     dashboard.goto(f"{live_server.url}/")
@@ -99,9 +115,11 @@ def test_approve_promote_by_canary_watch_the_dashboard_roll_back_and_read_the_au
 
     # Something is wrong after all: one click (and a reason) on the application page takes it back.
     promote.goto(f"{live_server.url}{checkout.get_absolute_url()}")
+    loads.clear()
     promote.get_by_label("Why roll back?").fill("Basket totals are wrong for Irish customers")
     promote.get_by_role("button", name="Roll back production").click()
     promote.wait_for_url(re.compile(r".*/operations/\d+/$"))
+    assert loads == [], f"rolling back reloaded the page: {loads}"
     expect(promote.locator("#operation-status")).to_have_text("Succeeded", timeout=60_000)
     expect(production_cell(dashboard)).to_contain_text("1.0.0", timeout=20_000)
     release.refresh_from_db()

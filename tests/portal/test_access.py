@@ -20,6 +20,7 @@ from portal.roles import Role, roles_of
 from releases.models import AuditEvent, Release, ReleaseStatus
 from tests.factories import (
     PASSWORD,
+    ApiTokenFactory,
     ApplicationFactory,
     ApprovalRequestFactory,
     ReleaseFactory,
@@ -34,6 +35,7 @@ SIGNED_IN = "signed in"  # any account, whatever its roles
 class Access:
     needs: Role | str
     method: str = "GET"
+    api: bool = False  # the REST API: no sign-in page, a 401 problem document instead
 
 
 # Every named route of our own apps, and what it takes to use it.
@@ -47,6 +49,7 @@ ACCESS: dict[str, Access] = {
     "application_connect": Access(Role.ADMIN),
     "application_refresh_slots": Access(Role.VIEWER, method="POST"),
     "release_list": Access(Role.VIEWER),
+    "release_compare": Access(Role.VIEWER),
     "release_register": Access(Role.RELEASE_MANAGER),
     "release_detail": Access(Role.VIEWER),
     "release_request_approval": Access(Role.RELEASE_MANAGER, method="POST"),
@@ -57,6 +60,9 @@ ACCESS: dict[str, Access] = {
     "approval_gates": Access(Role.VIEWER, method="POST"),
     "approval_override_freeze": Access(Role.ADMIN, method="POST"),
     "audit_list": Access(Role.VIEWER),
+    "audit_export_csv": Access(Role.VIEWER),
+    "audit_export_json": Access(Role.VIEWER),
+    "delivery_metrics": Access(Role.VIEWER),
     "application_simulator": Access(Role.VIEWER),
     "api_application_simulator": Access(Role.VIEWER),
     "release_promote": Access(Role.RELEASE_MANAGER, method="POST"),
@@ -70,6 +76,26 @@ ACCESS: dict[str, Access] = {
     "application_rings": Access(Role.VIEWER),
     "ring_edit": Access(Role.RELEASE_MANAGER),
     "ring_delete": Access(Role.RELEASE_MANAGER, method="POST"),
+    "api_openapi": Access(PUBLIC),
+    "api_docs": Access(SIGNED_IN),
+    "api_tokens": Access(SIGNED_IN),
+    "api_token_revoke": Access(SIGNED_IN, method="POST"),
+    "api_application_list": Access(Role.VIEWER, api=True),
+    "api_application_detail": Access(Role.VIEWER, api=True),
+    "api_application_rollback": Access(Role.RELEASE_MANAGER, method="POST", api=True),
+    "api_release_register": Access(Role.RELEASE_MANAGER, method="POST", api=True),
+    "api_release_list": Access(Role.VIEWER, api=True),
+    "api_release_detail": Access(Role.VIEWER, api=True),
+    "api_release_approval": Access(Role.VIEWER, api=True),
+    "api_release_request_approval": Access(Role.RELEASE_MANAGER, method="POST", api=True),
+    "api_release_promote": Access(Role.RELEASE_MANAGER, method="POST", api=True),
+    "api_operation_list": Access(Role.VIEWER, api=True),
+    "api_operation_detail": Access(Role.VIEWER, api=True),
+    "api_operation_pause": Access(Role.RELEASE_MANAGER, method="POST", api=True),
+    "api_operation_resume": Access(Role.RELEASE_MANAGER, method="POST", api=True),
+    "api_operation_promote_now": Access(Role.RELEASE_MANAGER, method="POST", api=True),
+    "api_operation_rollback": Access(Role.RELEASE_MANAGER, method="POST", api=True),
+    "api_audit_event_list": Access(Role.VIEWER, api=True),
     "sim_routed": Access(PUBLIC),
     "sim_slot": Access(PUBLIC),
     "sim_slot_healthz": Access(PUBLIC),
@@ -142,6 +168,9 @@ def url_for(db: None) -> dict[str, str]:
         "slot": "staging",
         "request_id": approval.pk,
         "stage": "prod",
+        "release_id": release.pk,
+        "operation_id": release.pk,  # no such operation: a 404 past the access check is enough here
+        "token_id": ApiTokenFactory().pk,
     }
     urls = {}
     for route in OUR_ROUTES:
@@ -190,9 +219,12 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(route: Route, client: Client, u
     assert access is not None, f"{route.label} is not in ACCESS; see test_every_url_of_our_apps_says_who_may_use_it"
     url = url_for[str(route.name)]
 
-    response = client.get(url)
+    response = client.generic(access.method, url) if access.api else client.get(url)
 
-    if access.needs == PUBLIC:
+    if access.api:
+        assert response.status_code == 401
+        assert response.headers["Content-Type"] == "application/problem+json"
+    elif access.needs == PUBLIC:
         assert response.status_code == 200
     else:
         assert response.status_code == 302

@@ -58,6 +58,8 @@ def test_development_settings_start_without_a_secret_key() -> None:
         ("SESSION_COOKIE_SECURE", "2", "SESSION_COOKIE_SECURE must be a boolean"),
         ("RQ_DEFAULT_TIMEOUT", "ten minutes", "RQ_DEFAULT_TIMEOUT must be an integer, not 'ten minutes'"),
         ("DATABASE_URL", "mongodb://localhost/slipway", "DATABASE_URL is not a database URL Slipway understands"),
+        ("API_RATE_LIMIT_PER_MINUTE", "lots", "API_RATE_LIMIT_PER_MINUTE must be an integer, not 'lots'"),
+        ("API_MAX_BODY_BYTES", "0", "API_MAX_BODY_BYTES must be at least 1, not 0"),
     ],
 )
 def test_a_malformed_setting_stops_the_start_with_a_message_naming_it(name: str, value: str, message: str) -> None:

@@ -10,6 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from portal import clock
 from releases.audit import audit_record
 from releases.models import Application, OperationStatus, ReleaseStatus, StepStatus
 from tests.factories import (
@@ -119,3 +120,21 @@ def test_the_dashboard_makes_the_same_queries_for_two_or_eight_busy_applications
 
     assert page.content.decode().count("awaits approval") == 8
     assert len(many) == len(few), [q["sql"] for q in many]
+
+
+def test_the_grid_is_rendered_once_per_state_and_shared(client: Client, viewer: User, approver: User) -> None:
+    application = busy_application()
+    client.force_login(viewer)
+    with CaptureQueriesContext(connection) as first:
+        client.get(reverse("dashboard"))
+    client.force_login(approver)
+    with CaptureQueriesContext(connection) as second:
+        page = client.get(reverse("dashboard")).content.decode()
+
+    assert "Step 2: Bake 5 % for 300 s" in page
+    assert len(second) < len(first) - 3, "the second person's page reused the rendered grid"
+    step = application.operations.get().steps.get(position=2)
+    step.title = "Bake 5 % for 600 s"
+    step.started_at = clock.now()
+    step.save()
+    assert "Step 2: Bake 5 % for 600 s" in client.get(reverse("dashboard")).content.decode()

@@ -215,6 +215,7 @@ def test_registering_a_release_records_who_and_what(release_manager: User) -> No
         "version": "3.2.1",
         "build_id": "build-881",
         "commit_sha": "9fceb02",
+        "committed_at": None,
         "branch": "main",
         "status": "registered",
         "deployed_slot": staging.pk,
