@@ -311,6 +311,11 @@ for _name in ("API_RATE_LIMIT_PER_MINUTE", "API_IDEMPOTENCY_KEY_HOURS", "API_MAX
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}")
 
+# Feature flags (strategies.flags): OFREP / flagd-sync / events calls one flag API key may make per minute.
+FLAGS_RATE_LIMIT_PER_MINUTE = env_int("FLAGS_RATE_LIMIT_PER_MINUTE", 6000)
+if FLAGS_RATE_LIMIT_PER_MINUTE < 1:
+    raise ImproperlyConfigured(f"FLAGS_RATE_LIMIT_PER_MINUTE must be at least 1, not {FLAGS_RATE_LIMIT_PER_MINUTE}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1161,4 +1161,7 @@ def seed(*, log: Callable[[str], None] = print, now: datetime | None = None) -> 
         results.append(result)
     with transaction.atomic():
         _seed_rings(users, log)
+    from strategies.flags.demo import seed_flags  # the flags build on the applications above
+
+    seed_flags(log=log)
     return results

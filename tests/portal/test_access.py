@@ -36,6 +36,7 @@ class Access:
     needs: Role | str
     method: str = "GET"
     api: bool = False  # the REST API: no sign-in page, a 401 problem document instead
+    key: bool = False  # the flags' OFREP / sync / events APIs: a flag API key, or a 401 JSON answer
 
 
 # Every named route of our own apps, and what it takes to use it.
@@ -99,6 +100,31 @@ ACCESS: dict[str, Access] = {
     "sim_routed": Access(PUBLIC),
     "sim_slot": Access(PUBLIC),
     "sim_slot_healthz": Access(PUBLIC),
+    # Feature flags: viewers see them; release managers (admins too) change them and hold the API keys.
+    "flags_overview": Access(Role.VIEWER),
+    "application_flags": Access(Role.VIEWER),
+    "flag_create": Access(Role.RELEASE_MANAGER),
+    "flag_detail": Access(Role.VIEWER),
+    "flag_edit": Access(Role.RELEASE_MANAGER),
+    "flag_rule_add": Access(Role.RELEASE_MANAGER, method="POST"),
+    "flag_rule_remove": Access(Role.RELEASE_MANAGER, method="POST"),
+    "flag_kill": Access(Role.RELEASE_MANAGER, method="POST"),
+    "flag_lifecycle": Access(Role.RELEASE_MANAGER, method="POST"),
+    "launch_create": Access(Role.RELEASE_MANAGER),
+    "segment_create": Access(Role.RELEASE_MANAGER),
+    "segment_edit": Access(Role.RELEASE_MANAGER),
+    "segment_delete": Access(Role.RELEASE_MANAGER, method="POST"),
+    "launch_detail": Access(Role.VIEWER),
+    "launch_widen": Access(Role.RELEASE_MANAGER, method="POST"),
+    "launch_rollout": Access(Role.RELEASE_MANAGER, method="POST"),
+    "launch_kill": Access(Role.RELEASE_MANAGER, method="POST"),
+    "flag_api_keys": Access(Role.RELEASE_MANAGER),
+    "flag_api_key_revoke": Access(Role.RELEASE_MANAGER, method="POST"),
+    "ofrep_evaluate_flag": Access(PUBLIC, method="POST", key=True),
+    "ofrep_evaluate_flags": Access(PUBLIC, method="POST", key=True),
+    "ofrep_configuration": Access(PUBLIC, key=True),
+    "flagd_sync": Access(PUBLIC, key=True),
+    "flag_events": Access(PUBLIC, method="POST", key=True),
 }
 
 # Django's admin and the RQ dashboard: staff only, guarded by Django itself.
@@ -171,6 +197,8 @@ def url_for(db: None) -> dict[str, str]:
         "release_id": release.pk,
         "operation_id": release.pk,  # no such operation: a 404 past the access check is enough here
         "token_id": ApiTokenFactory().pk,
+        "environment_id": release.application.environments.first().pk,
+        "key": "x",
     }
     urls = {}
     for route in OUR_ROUTES:
@@ -219,9 +247,12 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(route: Route, client: Client, u
     assert access is not None, f"{route.label} is not in ACCESS; see test_every_url_of_our_apps_says_who_may_use_it"
     url = url_for[str(route.name)]
 
-    response = client.generic(access.method, url) if access.api else client.get(url)
+    response = client.generic(access.method, url) if access.api or access.key else client.get(url)
 
-    if access.api:
+    if access.key:
+        assert response.status_code == 401
+        assert response.headers["Content-Type"] == "application/json"
+    elif access.api:
         assert response.status_code == 401
         assert response.headers["Content-Type"] == "application/problem+json"
     elif access.needs == PUBLIC:
