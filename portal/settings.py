@@ -253,6 +253,18 @@ if any(seconds < 0 for seconds in NOTIFICATION_RETRY_INTERVALS):
     raise ImproperlyConfigured("NOTIFICATION_RETRY_INTERVALS must not be negative")
 NOTIFICATION_WEBHOOK_TIMEOUT = env_int("NOTIFICATION_WEBHOOK_TIMEOUT", 10)
 
+# Outgoing webhooks (releases.webhooks): seconds between delivery attempts (exponential backoff; one
+# retry per entry) and the HTTP timeout of one attempt.
+try:
+    WEBHOOK_RETRY_INTERVALS = [int(s) for s in env_list("WEBHOOK_RETRY_INTERVALS", ["10", "60", "300", "1800", "7200"])]
+except ValueError:
+    raise ImproperlyConfigured(
+        "WEBHOOK_RETRY_INTERVALS must be comma-separated whole seconds, e.g. 10,60,300,1800,7200"
+    ) from None
+if any(seconds < 0 for seconds in WEBHOOK_RETRY_INTERVALS):
+    raise ImproperlyConfigured("WEBHOOK_RETRY_INTERVALS must not be negative")
+WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
+
 # Operations (strategies.engine): a running operation whose heartbeat is older than this is taken over
 # by the recovery pass (every OPERATION_RECOVERY_SWEEP_SECONDS, and by `manage.py recover_operations`);
 # waits shorter than OPERATION_INLINE_WAIT_SECONDS are slept in the worker (RQ schedules to the second),

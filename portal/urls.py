@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include(simulator_urls.portal_urlpatterns)),
     path("", include("releases.urls")),
     path("", include("strategies.urls")),
+    path("", include("releases.webhooks.urls")),
 ]
 
 # Under /api/ a missing page is a problem document, like every other answer of the API.

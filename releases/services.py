@@ -26,6 +26,7 @@ from .models import (
     Slot,
     Stage,
 )
+from .webhooks.services import webhook_emit
 
 S = ReleaseStatus
 
@@ -211,6 +212,7 @@ def release_register(
                     release, ["version", "build_id", "commit_sha", "committed_at", "branch", "status", "deployed_slot"]
                 ),
             )
+            webhook_emit("release.registered", release, application)
             if (
                 deployed_slot is not None
                 and application.provider == Provider.SIMULATOR

@@ -42,6 +42,7 @@ from portal import clock
 from releases.audit import audit_record, origin, snapshot
 from releases.models import Operation, OperationStatus, OperationStep, Release, ReleaseStatus, StepStatus
 from releases.providers import ProviderError, provider_for
+from releases.webhooks.services import webhook_emit
 
 from .plan import compensation_for
 from .steps import (
@@ -132,6 +133,7 @@ def _claim(operation_id: int, runner: str) -> bool:
                 before=before,
                 after=snapshot(operation, OPERATION_AUDIT_FIELDS),
             )
+            webhook_emit("operation.started", operation, operation.application)
     return True
 
 
@@ -215,6 +217,7 @@ def _run_step(operation: Operation, step: OperationStep, runner: str) -> Done | 
         OperationStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
             status=StepStatus.SUCCEEDED, finished_at=clock.now(), progress=100, detail={**step.detail, **outcome.detail}
         )
+        webhook_emit("operation.step_finished", step, operation.application)
         if step.kind in CHANGES_SLOTS:
             _observe_slots(application)
     elif isinstance(outcome, Wait | Pause):
@@ -340,6 +343,7 @@ def _close(operation: Operation) -> None:
             after=snapshot(current, OPERATION_AUDIT_FIELDS),
             reason=current.error,
         )
+        webhook_emit(f"operation.{target}", current, current.application)
 
 
 def _fail(operation: Operation, error: str) -> None:
@@ -366,6 +370,7 @@ def _fail(operation: Operation, error: str) -> None:
             after=snapshot(current, OPERATION_AUDIT_FIELDS),
             reason=error,
         )
+        webhook_emit("operation.failed", current, current.application)
 
 
 def _pause_for_a_person(operation: Operation, why: str) -> None:

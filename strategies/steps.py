@@ -24,6 +24,7 @@ from portal import clock
 from releases.audit import audit_record, snapshot
 from releases.models import Application, Operation, OperationStatus, OperationStep, Release, ReleaseStatus, StepStatus
 from releases.providers import Attempt, HostingProvider, ProviderError, TransientError, call_with_retry, provider_for
+from releases.webhooks.services import webhook_emit
 
 from .analysis import FAIL, PASS, AnalysisConfig, analyse
 
@@ -344,6 +345,7 @@ def _succeed_operation(operation: Operation, now: datetime) -> None:
         before=before,
         after=snapshot(operation, OPERATION_AUDIT_FIELDS),
     )
+    webhook_emit("operation.succeeded", operation, operation.application)
 
 
 def go_live(ctx: StepContext) -> Outcome:

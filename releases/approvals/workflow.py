@@ -24,6 +24,7 @@ from ..models import (
     Stage,
 )
 from ..services import DomainError
+from ..webhooks.services import webhook_emit
 from . import freeze, notifications
 from .common import ApprovalForbidden, R, Verdict, needs_approval, policy_of
 from .policies import approvers_for, ineligibility
@@ -117,6 +118,7 @@ def approval_request_open(
             after=snapshot(request, REQUEST_AUDIT_FIELDS),
             reason=reason or f"{needed} needed before {environment.name}",
         )
+        webhook_emit("approval.requested", request, release.application)
         _notify(request, notifications.Kind.OPENED)
     release.refresh_from_db()
     return request
@@ -258,6 +260,8 @@ def _settle(request: ApprovalRequest, status: str, *, actor: Any, now: datetime,
             services.release_lapse_approval(release=release, actor=actor, reason=reason)
     if status == R.APPROVED:
         _record_auto_promote(request, now=now)
+    if status in (R.APPROVED, R.REJECTED):
+        webhook_emit("approval.decided", request, application)
     _notify(request, notifications.Kind.SETTLED)
 
 

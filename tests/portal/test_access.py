@@ -125,6 +125,14 @@ ACCESS: dict[str, Access] = {
     "ofrep_configuration": Access(PUBLIC, key=True),
     "flagd_sync": Access(PUBLIC, key=True),
     "flag_events": Access(PUBLIC, method="POST", key=True),
+    # Outgoing webhooks: viewers see subscriptions and deliveries, release managers change them.
+    "webhook_list": Access(Role.VIEWER),
+    "webhook_create": Access(Role.RELEASE_MANAGER),
+    "webhook_deliveries": Access(Role.VIEWER),
+    "webhook_toggle": Access(Role.RELEASE_MANAGER, method="POST"),
+    "webhook_rotate": Access(Role.RELEASE_MANAGER, method="POST"),
+    "webhook_delete": Access(Role.RELEASE_MANAGER, method="POST"),
+    "webhook_redeliver": Access(Role.RELEASE_MANAGER, method="POST"),
 }
 
 # Django's admin and the RQ dashboard: staff only, guarded by Django itself.
