@@ -47,7 +47,7 @@ ENV = {
     "DJANGO_SETTINGS_MODULE": "portal.settings",
     "SECRET_KEY": "bench-only-not-a-secret",
     "DEBUG": "0",
-    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
     "REDIS_URL": "redis://127.0.0.1:6379/12",
     "LOG_LEVEL": "WARNING",
@@ -224,6 +224,8 @@ def main() -> None:
             "gthread",
             "--threads",
             str(ARGS.threads),
+            "--keep-alive",
+            "10",  # longer than a poll's interval, so the dashboards keep their connections
             "--log-level",
             "warning",
         ],
@@ -234,9 +236,9 @@ def main() -> None:
     try:
         for _ in range(100):
             try:
-                requests.get(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
+                requests.get(f"http://127.0.0.1:{PORT}/healthz", timeout=3)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
         run(cookies)
     finally:
