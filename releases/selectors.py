@@ -41,7 +41,7 @@ class DashboardRow:
     cells: list[DashboardCell | None]  # one per stage, in stage order
 
 
-def dashboard_rows(*, team: str = "") -> tuple[list[Stage], list[DashboardRow]]:
+def dashboard_rows(*, team: str = "", search: str = "") -> tuple[list[Stage], list[DashboardRow]]:
     """The grid: per application and stage, the slot, pending approvals and the running operation.
 
     Five queries whatever the number of applications: applications with their environments and
@@ -52,6 +52,8 @@ def dashboard_rows(*, team: str = "") -> tuple[list[Stage], list[DashboardRow]]:
     applications = Application.objects.prefetch_related(Prefetch("environments", queryset=environments))
     if team:
         applications = applications.filter(team=team)
+    if search:
+        applications = applications.filter(Q(name__icontains=search) | Q(slug__icontains=search))
     applications = list(applications)
     ids = [a.pk for a in applications]
     pending = {

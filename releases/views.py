@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.cache import cache
@@ -47,7 +48,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     state is answered 304 without even that.
     """
     team = request.GET.get("team", "")
-    state = hashlib.sha256(f"{selectors.dashboard_fingerprint(team=team)}|{team}".encode()).hexdigest()[:32]
+    search = request.GET.get("q", "").strip()[:100]
+    state = hashlib.sha256(f"{selectors.dashboard_fingerprint(team=team)}|{team}|{search}".encode()).hexdigest()[:32]
     etag = quote_etag(f"{state}-{request.user.pk}")
     if partial_requested(request) and etag in request.headers.get("If-None-Match", ""):
         response = HttpResponseNotModified()
@@ -56,12 +58,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     key = f"dashboard-grid:{state}"
     grid = cache.get(key)
     if grid is None:
-        stages, rows = selectors.dashboard_rows(team=team)
+        stages, rows = selectors.dashboard_rows(team=team, search=search)
         live = selectors.dashboard_is_live(rows)
         context = {
             "stages": stages,
             "rows": rows,
             "team": team,
+            "search": search,
+            "query": urlencode({k: v for k, v in (("team", team), ("q", search)) if v}),
             "poll": DASHBOARD_POLL_LIVE if live else DASHBOARD_POLL_IDLE,
             "live": live,
         }
@@ -72,7 +76,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"  # the browser keeps it and revalidates every poll
         return response
-    return render(request, "releases/dashboard.html", {"grid": grid, "team": team, "teams": selectors.teams()})
+    context = {"grid": grid, "team": team, "search": search, "teams": selectors.teams()}
+    return render(request, "releases/dashboard.html", context)
 
 
 @require_GET

@@ -116,10 +116,13 @@ def test_approve_promote_by_canary_watch_the_dashboard_roll_back_and_read_the_au
     # Something is wrong after all: one click (and a reason) on the application page takes it back.
     promote.goto(f"{live_server.url}{checkout.get_absolute_url()}")
     loads.clear()
+    confirmations: list[str] = []
+    promote.on("dialog", lambda dialog: (confirmations.append(dialog.message), dialog.accept()))
     promote.get_by_label("Why roll back?").fill("Basket totals are wrong for Irish customers")
     promote.get_by_role("button", name="Roll back production").click()
     promote.wait_for_url(re.compile(r".*/operations/\d+/$"))
     assert loads == [], f"rolling back reloaded the page: {loads}"
+    assert confirmations == ["Roll back production of Checkout now? Production returns to the previous release."]
     expect(promote.locator("#operation-status")).to_have_text("Succeeded", timeout=60_000)
     expect(production_cell(dashboard)).to_contain_text("1.0.0", timeout=20_000)
     release.refresh_from_db()

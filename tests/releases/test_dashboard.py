@@ -105,7 +105,7 @@ def test_the_poll_is_per_person_and_per_filter(client: Client, viewer: User, app
     assert poll(client, **{"If-None-Match": etag}).status_code == 200
     client.force_login(viewer)
     filtered = client.get(reverse("dashboard"), {"team": "Nobody"}, headers={**HX, "If-None-Match": etag})
-    assert filtered.status_code == 200 and "No applications yet" in filtered.content.decode()
+    assert filtered.status_code == 200 and "No application matches these filters" in filtered.content.decode()
 
 
 def test_the_dashboard_makes_the_same_queries_for_two_or_eight_busy_applications(signed_in: Client) -> None:
@@ -138,3 +138,15 @@ def test_the_grid_is_rendered_once_per_state_and_shared(client: Client, viewer: 
     step.started_at = clock.now()
     step.save()
     assert "Step 2: Bake 5 % for 600 s" in client.get(reverse("dashboard")).content.decode()
+
+
+def test_the_dashboard_filters_by_team_and_application_name(signed_in: Client) -> None:
+    busy_application("Checkout")
+    ApplicationFactory(name="Inventory API", team="Supply")
+
+    by_name = signed_in.get(reverse("dashboard"), {"q": "invent"}).content.decode()
+    by_team = signed_in.get(reverse("dashboard"), {"team": "Supply", "q": "check"}).content.decode()
+
+    assert "Inventory API" in by_name and "Checkout" not in by_name
+    assert 'hx-get="/?q=invent"' in by_name, "the poll keeps the filter"
+    assert "No application matches these filters" in by_team
