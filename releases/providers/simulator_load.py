@@ -64,7 +64,18 @@ DEFAULT_PROFILE = Profile(error_rate=0.0, latency_ms_median=80.0, latency_ms_p95
 
 
 def profile_for(application: Application, version: str) -> Profile:
+    """How `version` behaves. A build with no profile of its own behaves like the one production runs
+    (a new build of a fast API is as fast as the last one until someone says otherwise on the
+    Simulator page), and like DEFAULT_PROFILE when production has none either."""
     row = SimulatorVersionProfile.objects.filter(application=application, version=version).first()
+    if row is None:
+        production = (
+            SimulatorSlot.objects.filter(application=application, slot_name=PRODUCTION_SLOT)
+            .values_list("version", flat=True)
+            .first()
+        )
+        if production and production != version:
+            row = SimulatorVersionProfile.objects.filter(application=application, version=production).first()
     if row is None:
         return DEFAULT_PROFILE
     return Profile(row.error_rate, row.latency_ms_median, row.latency_ms_p95, row.healthy)

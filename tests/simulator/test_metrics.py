@@ -146,3 +146,20 @@ def test_old_buckets_are_dropped_after_the_retention_period(loaded: Application)
 )
 def test_latency_quantiles_match_the_profile(profile: Profile, u: float, expected: float) -> None:
     assert profile.latency_ms(u) == pytest.approx(expected)
+
+
+def test_a_build_without_a_profile_behaves_like_the_one_in_production(checkout: Application) -> None:
+    from releases.providers.simulator_load import profile_for
+
+    production = SimulatorSlot.objects.get(application=checkout, slot_name="production").version
+    SimulatorVersionProfile.objects.create(
+        application=checkout, version=production, error_rate=0.01, latency_ms_median=35.0, latency_ms_p95=90.0
+    )
+
+    assert profile_for(checkout, "9.9.9") == Profile(0.01, 35.0, 90.0, True)
+    SimulatorVersionProfile.objects.create(
+        application=checkout, version="9.9.9", latency_ms_median=300.0, latency_ms_p95=600.0
+    )
+    assert profile_for(checkout, "9.9.9").latency_ms_median == 300.0
+    SimulatorVersionProfile.objects.filter(application=checkout).delete()
+    assert profile_for(checkout, "9.9.9") == DEFAULT_PROFILE
