@@ -17,6 +17,7 @@ from ..audit import audit_record, snapshot
 from ..models import (
     Application,
     Provider,
+    SimulatorMetricBucket,
     SimulatorSite,
     SimulatorSlot,
     SimulatorSwap,
@@ -84,6 +85,10 @@ def simulator_deploy(*, application: Application, slot_name: str, version: str, 
         if slot is None:
             raise DomainError(f"The simulated site of {application.name} has no slot named {slot_name!r}.")
         before = snapshot(slot, ["version"])
+        if slot.version != version:
+            # The slot's request history was the previous build's: a canary of the new one is judged
+            # on its own requests only (a failed build's slow minutes must not sink its fix).
+            SimulatorMetricBucket.objects.filter(slot=slot).delete()
         slot.version = version
         slot.save(update_fields=["version", "updated_at"])
         audit_record(

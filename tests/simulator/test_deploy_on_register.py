@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from portal import clock
 from releases import services
 from releases.models import Application, AuditEvent, SimulatorSlot, Slot
 from releases.providers.simulator import SimulatorProvider
@@ -72,3 +73,22 @@ def test_a_build_staged_for_production_is_staged_in_each_ring_target_too(checkou
     assert SimulatorSlot.objects.get(application=staff, slot_name="production").version == "1.0.0"
     assert Slot.objects.get(application=staff, name="staging").running_version == "1.4.0"
     assert AuditEvent.objects.filter(action="simulator.deployed", application=staff).count() == 1
+
+
+def test_deploying_another_build_starts_the_slot_with_no_request_history(checkout: Application) -> None:
+    from releases.models import SimulatorMetricBucket
+    from releases.simulator.services import simulator_deploy
+
+    staging = SimulatorSlot.objects.get(application=checkout, slot_name="staging")
+    production = SimulatorSlot.objects.get(application=checkout, slot_name="production")
+    for slot in (staging, production):
+        SimulatorMetricBucket.objects.create(
+            slot=slot, minute=clock.now().replace(second=0, microsecond=0), source="served", requests=5
+        )
+
+    simulator_deploy(application=checkout, slot_name="staging", version=staging.version, actor=None)
+    assert SimulatorMetricBucket.objects.filter(slot=staging).count() == 1, "the same build keeps its history"
+    simulator_deploy(application=checkout, slot_name="staging", version="9.0.0", actor=None)
+
+    assert not SimulatorMetricBucket.objects.filter(slot=staging).exists()
+    assert SimulatorMetricBucket.objects.filter(slot=production).count() == 1
