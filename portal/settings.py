@@ -278,6 +278,12 @@ OPERATION_MAX_STEP_RUNS = env_int("OPERATION_MAX_STEP_RUNS", 3)
 OPERATION_SWAP_SETTLE_SECONDS = env_float("OPERATION_SWAP_SETTLE_SECONDS", 900.0)
 AUTO_PROMOTE_SWEEP_SECONDS = env_int("AUTO_PROMOTE_SWEEP_SECONDS", 60)
 
+# Audit hash chain (releases.audit_chain): events are written unsealed and sealed into the chain by a
+# periodic job every AUDIT_SEAL_SWEEP_SECONDS; the chain's tail is verified every AUDIT_VERIFY_SWEEP_SECONDS
+# (the whole chain by `manage.py audit_verify`).
+AUDIT_SEAL_SWEEP_SECONDS = env_int("AUDIT_SEAL_SWEEP_SECONDS", 5)
+AUDIT_VERIFY_SWEEP_SECONDS = env_int("AUDIT_VERIFY_SWEEP_SECONDS", 600)
+
 # Azure App Service provider. Credentials come from the environment only (never the database):
 # AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET for a service principal, AZURE_CLIENT_ID
 # alone for a user-assigned managed identity.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from rq import cron
 
+from releases.audit_chain import seal_audit_chain_job, verify_audit_chain_job
 from releases.jobs import expire_approval_requests, remind_approvers
 from strategies.engine import recover_operations_job
 from strategies.jobs import auto_promote_job
@@ -18,3 +19,5 @@ cron.register(expire_approval_requests, queue_name="default", interval=settings.
 cron.register(remind_approvers, queue_name="notifications", interval=settings.APPROVAL_REMINDER_SWEEP_SECONDS)
 cron.register(recover_operations_job, queue_name="operations", interval=settings.OPERATION_RECOVERY_SWEEP_SECONDS)
 cron.register(auto_promote_job, queue_name="operations", interval=settings.AUTO_PROMOTE_SWEEP_SECONDS)
+cron.register(seal_audit_chain_job, queue_name="default", interval=settings.AUDIT_SEAL_SWEEP_SECONDS)
+cron.register(verify_audit_chain_job, queue_name="default", interval=settings.AUDIT_VERIFY_SWEEP_SECONDS)

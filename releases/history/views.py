@@ -19,6 +19,7 @@ from portal.htmx import partial_requested
 from portal.roles import Role, role_required
 
 from .. import selectors
+from ..audit_chain import chain_status
 from ..models import Application
 from . import export
 from .forms import AuditFilterForm, HistoryFilterForm
@@ -142,6 +143,8 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     form = _audit_form(request)
     cursor, bad_cursor = _cursor(request)
     context: dict[str, Any] = {"form": form, "bad_cursor": bad_cursor, "page": None}
+    if not partial_requested(request):
+        context["integrity"] = chain_status()  # the chain head row only: never walks the chain
     if form.is_valid():
         page = keyset_page(selectors.audit_events(**form.selector_kwargs()), cursor)
         context.update(

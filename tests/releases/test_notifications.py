@@ -331,4 +331,6 @@ def test_the_periodic_jobs_are_registered_with_the_cron_scheduler() -> None:
         "releases.jobs.remind_approvers": ("notifications", settings.APPROVAL_REMINDER_SWEEP_SECONDS),
         "strategies.engine.recover_operations_job": ("operations", settings.OPERATION_RECOVERY_SWEEP_SECONDS),
         "strategies.jobs.auto_promote_job": ("operations", settings.AUTO_PROMOTE_SWEEP_SECONDS),
+        "releases.audit_chain.seal_audit_chain_job": ("default", settings.AUDIT_SEAL_SWEEP_SECONDS),
+        "releases.audit_chain.verify_audit_chain_job": ("default", settings.AUDIT_VERIFY_SWEEP_SECONDS),
     }
