@@ -277,6 +277,8 @@ OPERATION_MAX_STEP_RUNS = env_int("OPERATION_MAX_STEP_RUNS", 3)
 # A swap asked for by a runner that died before saving its token is given this long to land before a new one.
 OPERATION_SWAP_SETTLE_SECONDS = env_float("OPERATION_SWAP_SETTLE_SECONDS", 900.0)
 AUTO_PROMOTE_SWEEP_SECONDS = env_int("AUTO_PROMOTE_SWEEP_SECONDS", 60)
+# Feature flags: how often the periodic job applies due scheduled flag changes (turn on/off at, ramps).
+FLAG_SCHEDULE_SWEEP_SECONDS = env_int("FLAG_SCHEDULE_SWEEP_SECONDS", 60)
 
 # Audit hash chain (releases.audit_chain): events are written unsealed and sealed into the chain by a
 # periodic job every AUDIT_SEAL_SWEEP_SECONDS; the chain's tail is verified every AUDIT_VERIFY_SWEEP_SECONDS

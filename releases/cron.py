@@ -13,11 +13,13 @@ from rq import cron
 from releases.audit_chain import seal_audit_chain_job, verify_audit_chain_job
 from releases.jobs import expire_approval_requests, remind_approvers
 from strategies.engine import recover_operations_job
+from strategies.flags.jobs import apply_due_flag_schedules
 from strategies.jobs import auto_promote_job
 
 cron.register(expire_approval_requests, queue_name="default", interval=settings.APPROVAL_EXPIRY_SWEEP_SECONDS)
 cron.register(remind_approvers, queue_name="notifications", interval=settings.APPROVAL_REMINDER_SWEEP_SECONDS)
 cron.register(recover_operations_job, queue_name="operations", interval=settings.OPERATION_RECOVERY_SWEEP_SECONDS)
 cron.register(auto_promote_job, queue_name="operations", interval=settings.AUTO_PROMOTE_SWEEP_SECONDS)
+cron.register(apply_due_flag_schedules, queue_name="default", interval=settings.FLAG_SCHEDULE_SWEEP_SECONDS)
 cron.register(seal_audit_chain_job, queue_name="default", interval=settings.AUDIT_SEAL_SWEEP_SECONDS)
 cron.register(verify_audit_chain_job, queue_name="default", interval=settings.AUDIT_VERIFY_SWEEP_SECONDS)

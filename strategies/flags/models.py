@@ -228,3 +228,127 @@ class FlagEventBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flag_key}={self.variant} @ {self.minute:%Y-%m-%d %H:%M}"
+
+
+class FlagSchedule(models.Model):
+    """A change of a flag planned for later: turn it on, turn it off, or ramp a variant up in steps.
+
+    `steps` is `[{"at": iso datetime, "percent": int | None, "applied_at": iso | None}]` in time
+    order (one step for enable/disable, percent None); `next_at` is the first unapplied step's time,
+    so the sweep (`schedules.apply_due`) finds due schedules with one indexed query.
+    """
+
+    class Kind(models.TextChoices):
+        ENABLE_AT = "enable_at", "Turn on at"
+        RAMP = "ramp", "Ramp up a variant"
+        DISABLE_AT = "disable_at", "Turn off at"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="schedules")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    variant = models.CharField(max_length=100, blank=True, help_text="The variant a ramp rolls out.")
+    steps = models.JSONField(default=list)
+    next_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="flag_schedule_pending_iff_next",
+                condition=Q(status="pending", next_at__isnull=False) | (~Q(status="pending") & Q(next_at__isnull=True)),
+            ),
+            models.CheckConstraint(
+                name="flag_schedule_kind_valid", condition=Q(kind__in=["enable_at", "ramp", "disable_at"])
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Schedule #{self.pk} of {self.flag.key}: {self.get_kind_display().lower()}"
+
+
+class FlagApprovalSetting(models.Model):
+    """Whether changes to an environment's flags wait for approval under its `ApprovalPolicy`."""
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="flag_approval_setting")
+    changes_need_approval = models.BooleanField(default=False)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Flag approvals of {self.environment}: {'on' if self.changes_need_approval else 'off'}"
+
+
+class FlagChangeRequest(models.Model):
+    """A proposed change of a flag in an environment whose flag changes need approval.
+
+    `changes` maps flag fields (enabled, rules, targeting_override, default_variant, variants,
+    description, owner_id, planned_removal) to their proposed values; `before`/`after` are the flag's
+    audit snapshots when proposed, for the diff shown to approvers. `approvals` lists
+    `{"user", "at", "comment"}`; the change is applied when enough approvals are in.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLIED = "applied", "Approved and applied"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Approved, but could not be applied"
+
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="change_requests")
+    summary = models.CharField(max_length=300)
+    changes = models.JSONField(default=dict)
+    before = models.JSONField(default=dict)
+    after = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    proposed_at = models.DateTimeField()
+    approvals = models.JSONField(default=list)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-proposed_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="flag_change_decided_iff_not_pending",
+                condition=Q(status="pending", decided_at__isnull=True)
+                | (~Q(status="pending") & Q(decided_at__isnull=False)),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Change #{self.pk} of {self.flag.key}: {self.summary}"
+
+
+class ReleaseFlag(models.Model):
+    """A flag (by key) that a release introduces; shown per environment on the release page."""
+
+    release = models.ForeignKey("releases.Release", on_delete=models.CASCADE, related_name="declared_flags")
+    flag_key = models.CharField(max_length=100, validators=[flag_key_validator])
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["release", "flag_key"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "flag_key"], name="release_flag_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flag_key} in {self.release}"

@@ -234,11 +234,24 @@ def ofrep_evaluate_flags(request: HttpRequest, caller: Caller) -> HttpResponse:
         context = _context(request)
     except ValueError as exc:
         return _json({"errorCode": "INVALID_CONTEXT", "errorDetails": str(exc)}, 400)
+    # The answer is a function of the environment's revision and the context, so its ETag is known
+    # before evaluating: an unchanged client gets its 304 without an evaluation (nor an exposure:
+    # it was counted when it got the answer).
+    seen = json.dumps(_body(request).get("context"), sort_keys=True, separators=(",", ":"), default=str)
+    etag = _etag(f"{caller.environment_id}:{caller.revision}:{seen}".encode())
+    if _not_modified(request, etag):
+        response = HttpResponse(status=304)
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, no-cache"
+        return response
     flag_set = evaluation.compiled(caller.environment_id, caller.revision)
     results = evaluation.evaluate_all(flag_set, context)
     evaluation.record_exposures(flag_set, results)
     payload = json.dumps({"flags": [r.ofrep() for r in results]}, ensure_ascii=False, sort_keys=True).encode()
-    return _cacheable(request, payload)
+    response = HttpResponse(payload, content_type="application/json")
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @keyed(methods={"GET"}, permission="evaluate")

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import ofrep, views
+from . import ofrep, safety_views, views
 
 urlpatterns = [
     path("flags/", views.flags_overview, name="flags_overview"),
@@ -22,6 +22,20 @@ urlpatterns = [
     path("apps/<slug:slug>/launches/<int:pk>/widen", views.launch_widen, name="launch_widen"),
     path("apps/<slug:slug>/launches/<int:pk>/rollout", views.launch_rollout, name="launch_rollout"),
     path("apps/<slug:slug>/launches/<int:pk>/kill", views.launch_kill, name="launch_kill"),
+    path("apps/<slug:slug>/flags/<int:pk>/schedule", safety_views.flag_schedule_create, name="flag_schedule_create"),
+    path(
+        "apps/<slug:slug>/flag-schedules/<int:pk>/cancel",
+        safety_views.flag_schedule_cancel,
+        name="flag_schedule_cancel",
+    ),
+    path("apps/<slug:slug>/flag-changes/<int:pk>/decide", safety_views.flag_change_decide, name="flag_change_decide"),
+    path(
+        "apps/<slug:slug>/flags/environments/<int:environment_id>/approval",
+        safety_views.flag_approval_toggle,
+        name="flag_approval_toggle",
+    ),
+    path("releases/<int:pk>/flags/declare", safety_views.release_flag_declare, name="release_flag_declare"),
+    path("releases/<int:pk>/flags/remove", safety_views.release_flag_remove, name="release_flag_remove"),
     path("apps/<slug:slug>/flag-keys/", views.flag_api_keys, name="flag_api_keys"),
     path("apps/<slug:slug>/flag-keys/<int:pk>/revoke", views.flag_api_key_revoke, name="flag_api_key_revoke"),
     # Authenticated with an environment's flag API key, not a session.

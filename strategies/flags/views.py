@@ -22,7 +22,7 @@ from portal.roles import Role, require_role, role_required
 from releases.models import Application
 from releases.services import DomainError
 
-from . import selectors, services
+from . import changes, selectors, services
 from .definitions import DefinitionError, describe_condition, format_split, pretty
 from .forms import (
     ApiKeyForm,
@@ -34,7 +34,8 @@ from .forms import (
     SegmentForm,
     add_definition_errors,
 )
-from .models import DarkLaunch, Flag, FlagApiKey, FlagSet, Lifecycle, Segment
+from .models import DarkLaunch, Flag, FlagApiKey, FlagApprovalSetting, FlagSet, Lifecycle, Segment
+from .safety_forms import ScheduleForm
 
 
 def _flag(slug: str, pk: int) -> Flag:
@@ -69,12 +70,19 @@ def application_flags(request: HttpRequest, slug: str) -> HttpResponse:
     flags = list(selectors.flags_of(application.pk))
     environments = []
     flag_sets = {fs.environment_id: fs for fs in FlagSet.objects.filter(environment__application=application)}
+    approval_settings = dict(
+        FlagApprovalSetting.objects.filter(environment__application=application).values_list(
+            "environment_id", "changes_need_approval"
+        )
+    )
     for environment in application.environments.order_by("position"):
         environments.append(
             {
                 "environment": environment,
                 "flags": [f for f in flags if f.environment_id == environment.pk],
                 "flag_set": flag_sets.get(environment.pk),
+                "approval": approval_settings.get(environment.pk, False),
+                "approval_effective": changes.approval_required(environment),
             }
         )
     context = {
@@ -138,6 +146,12 @@ def _flag_page(request: HttpRequest, flag: Flag, *, status: int = 200, **forms: 
         "past_launches": flag.launches.exclude(status=DarkLaunch.Status.ACTIVE)[:5],
         "lifecycle_moves": sorted(services.LIFECYCLE_EDGES.get(flag.lifecycle, ())),
         "rule_form": forms.get("rule_form") or RuleForm(flag=flag),
+        "schedule_form": forms.get("schedule_form")
+        or ScheduleForm(flag=flag, initial={"steps": "now 10\n+2d 50\n+4d 100"}),
+        "schedules": flag.schedules.select_related("created_by")[:20],
+        "needs_approval": changes.approval_required(flag.environment),
+        "pending_changes": changes.pending_for(flag, request.user),
+        "past_changes": flag.change_requests.exclude(status="pending").select_related("proposed_by", "decided_by")[:5],
     }
     return render(request, "flags/flag_detail.html", context, status=status)
 
@@ -153,22 +167,27 @@ def flag_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     form = FlagForm(request.POST or None, application=flag.environment.application, flag=flag)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        edits = {
+            "description": data["description"],
+            "owner": data["owner"],
+            "variants": data["variants"] or flag.variants,
+            "default_variant": data["default_variant"].strip(),
+            "planned_removal": data["planned_removal"],
+            "rules": form.rules(),
+            "targeting_override": data["targeting_override"],
+        }
         try:
-            services.flag_update(
-                flag=flag,
-                actor=request.user,
-                description=data["description"],
-                owner=data["owner"],
-                variants=data["variants"] or flag.variants,
-                default_variant=data["default_variant"].strip(),
-                planned_removal=data["planned_removal"],
-                rules=form.rules(),
-                targeting_override=data["targeting_override"],
-            )
+            if changes.approval_required(flag.environment):
+                changes.propose(flag=flag, actor=request.user, changes=edits, summary=f"edit {flag.key}")
+                messages.success(request, f"Proposed the edit of {flag.key}: it applies once approved.")
+            else:
+                services.flag_update(flag=flag, actor=request.user, **edits)
+                messages.success(request, f"Saved {flag.key}.")
         except DefinitionError as exc:
             add_definition_errors(form, exc)
+        except DomainError as exc:
+            form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Saved {flag.key}.")
             return redirect(flag.get_absolute_url())
     status = 400 if request.method == "POST" else 200
     context = {"application": flag.environment.application, "form": form, "flag": flag}
@@ -182,11 +201,19 @@ def flag_rule_add(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     form = RuleForm(request.POST, flag=flag)
     if form.is_valid():
         try:
-            services.flag_rule_add(flag=flag, rule=form.rule(), actor=request.user)
+            if changes.approval_required(flag.environment):
+                rules = dict(flag.rules or {})
+                rules["rules"] = [*rules.get("rules", []), {**form.rule(), "launch": False}]
+                changes.propose(flag=flag, actor=request.user, changes={"rules": rules}, summary="add a rule")
+                messages.success(request, f"Proposed a new rule for {flag.key}: it applies once approved.")
+            else:
+                services.flag_rule_add(flag=flag, rule=form.rule(), actor=request.user)
+                messages.success(request, f"Added a rule to {flag.key}.")
         except DefinitionError as exc:
             add_definition_errors(form, exc)
+        except DomainError as exc:
+            form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Added a rule to {flag.key}.")
             return redirect(flag.get_absolute_url())
     return _flag_page(request, flag, status=400, rule_form=form)
 
@@ -197,13 +224,21 @@ def flag_rule_remove(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     flag = _flag(slug, pk)
     try:
         index = int(request.POST.get("index", ""))
-        services.flag_rule_remove(flag=flag, index=index, actor=request.user)
+        if changes.approval_required(flag.environment):
+            rules = dict(flag.rules or {})
+            current = list(rules.get("rules", []))
+            if not 0 <= index < len(current) or current[index].get("launch"):
+                raise DomainError(f"{flag.key} has no rule {index + 1} that can be removed here.")
+            rules["rules"] = current[:index] + current[index + 1 :]
+            changes.propose(flag=flag, actor=request.user, changes={"rules": rules}, summary=f"remove rule {index + 1}")
+            messages.success(request, f"Proposed removing rule {index + 1} of {flag.key}: it applies once approved.")
+        else:
+            services.flag_rule_remove(flag=flag, index=index, actor=request.user)
+            messages.success(request, f"Removed rule {index + 1} of {flag.key}.")
     except ValueError:
         messages.error(request, "Say which rule to remove.")
     except DomainError as exc:
         messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Removed rule {index + 1} of {flag.key}.")
     return redirect(flag.get_absolute_url())
 
 
@@ -214,7 +249,12 @@ def flag_kill(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     flag = _flag(slug, pk)
     reason = request.POST.get("reason", "")[:500]
     try:
-        if request.POST.get("state") == "on":
+        if request.POST.get("state") == "on" and changes.approval_required(flag.environment):
+            if flag.enabled:
+                raise DomainError(f"{flag.key} is already on.")
+            changes.propose(flag=flag, actor=request.user, changes={"enabled": True}, summary=reason or "turn back on")
+            messages.success(request, f"Proposed turning {flag.key} back on: it applies once approved.")
+        elif request.POST.get("state") == "on":
             services.flag_enable(flag=flag, actor=request.user, reason=reason)
             messages.success(request, f"{flag.key} is on again.")
         else:

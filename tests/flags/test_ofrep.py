@@ -298,3 +298,31 @@ def test_a_bad_event_is_refused_naming_the_field(client: Client, api_key: str, p
 
     assert response.status_code == 400
     assert "events[0].ok" in response.json()["errorDetails"]
+
+
+def test_an_unchanged_bulk_answer_is_a_304_without_an_evaluation(
+    client: Client, api_key: str, make_flag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_flag("a-toggle", default_variant="on")
+    first = post(client, "/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}})
+    from strategies.flags import evaluation
+
+    evaluated: list[object] = []
+    original = evaluation.evaluate_all
+    monkeypatch.setattr(evaluation, "evaluate_all", lambda *a, **k: evaluated.append(a) or original(*a, **k))
+
+    cached = post(
+        client,
+        "/ofrep/v1/evaluate/flags",
+        {"context": {"targetingKey": "u1"}},
+        **{"If-None-Match": first.headers["ETag"]},
+    )
+    assert cached.status_code == 304 and evaluated == []
+    other = post(
+        client,
+        "/ofrep/v1/evaluate/flags",
+        {"context": {"targetingKey": "u2"}},
+        **{"If-None-Match": first.headers["ETag"]},
+    )
+
+    assert other.status_code == 200 and len(evaluated) == 1 and other.headers["ETag"] != first.headers["ETag"]

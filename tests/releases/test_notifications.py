@@ -333,4 +333,5 @@ def test_the_periodic_jobs_are_registered_with_the_cron_scheduler() -> None:
         "strategies.jobs.auto_promote_job": ("operations", settings.AUTO_PROMOTE_SWEEP_SECONDS),
         "releases.audit_chain.seal_audit_chain_job": ("default", settings.AUDIT_SEAL_SWEEP_SECONDS),
         "releases.audit_chain.verify_audit_chain_job": ("default", settings.AUDIT_VERIFY_SWEEP_SECONDS),
+        "strategies.flags.jobs.apply_due_flag_schedules": ("default", settings.FLAG_SCHEDULE_SWEEP_SECONDS),
     }

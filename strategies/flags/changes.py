@@ -1,0 +1,229 @@
+"""Approval of flag changes in environments that ask for it.
+
+An environment's flag changes need approval when its `FlagApprovalSetting` is on and its
+`ApprovalPolicy` asks for approvals (approvals_required > 0). There, turning a flag on, editing it
+and adding or removing rules become a pending `FlagChangeRequest`; people eligible under the
+environment's policy (the approver role, named in the policy's groups or people, and not the
+proposer when the policy forbids self-approval — `releases.approvals.policies.eligible_approvers`)
+approve or reject it with a comment. Enough approvals apply it through the flag services' path
+(recompiled, republished, audited). The kill switch never waits: it is the safety valve.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from portal import clock
+from portal.roles import Role, has_role, missing_role_message, require_role
+from releases.approvals.common import policy_of
+from releases.approvals.policies import eligible_approvers
+from releases.audit import audit_record
+from releases.models import Environment
+from releases.services import DomainError
+
+from . import services
+from .models import Flag, FlagApprovalSetting, FlagChangeRequest
+
+Status = FlagChangeRequest.Status
+CHANGEABLE = services.EDITABLE_FIELDS | {"enabled"}
+
+
+def approval_required(environment: Environment) -> bool:
+    setting = FlagApprovalSetting.objects.filter(environment=environment).first()
+    if setting is None or not setting.changes_need_approval:
+        return False
+    policy = policy_of(environment)
+    return policy is not None and policy.approvals_required > 0
+
+
+def set_approval(*, environment: Environment, on: bool, actor: Any) -> FlagApprovalSetting:
+    """Switch approval of the environment's flag changes on or off (admins; audited)."""
+    require_role(actor, Role.ADMIN)
+    with transaction.atomic():
+        setting, created = FlagApprovalSetting.objects.select_for_update().get_or_create(
+            environment=environment, defaults={"updated_at": clock.now()}
+        )
+        before = None if created else {"changes_need_approval": setting.changes_need_approval}
+        setting.changes_need_approval = on
+        setting.updated_at = clock.now()
+        setting.save()
+        audit_record(
+            actor=actor,
+            action="flag_approval.enabled" if on else "flag_approval.disabled",
+            obj=setting,
+            application=environment.application,
+            before=before,
+            after={"changes_need_approval": on},
+        )
+    return setting
+
+
+def _encode(changes: dict[str, Any]) -> dict[str, Any]:
+    encoded = {}
+    for name, value in changes.items():
+        if name == "owner":
+            encoded["owner_id"] = value.pk if value is not None else None
+        elif name == "planned_removal":
+            encoded[name] = value.isoformat() if value else None
+        else:
+            encoded[name] = value
+    return encoded
+
+
+def _put(flag: Flag, encoded: dict[str, Any]) -> None:
+    for name, value in encoded.items():
+        if name == "planned_removal":
+            value = date.fromisoformat(value) if value else None
+        elif name == "rules":
+            value = services._keep_launch_rule(flag, dict(value or {}))
+        setattr(flag, name, value)
+    if "owner_id" in encoded:
+        flag.owner = get_user_model().objects.filter(pk=encoded["owner_id"]).first()
+
+
+def propose(*, flag: Flag, actor: Any, changes: dict[str, Any], summary: str) -> FlagChangeRequest:
+    """Record a change for approval; checked now (DefinitionError naming the field), applied later."""
+    services._require_manager(actor)
+    unknown = set(changes) - CHANGEABLE
+    if unknown:
+        raise ValueError(f"a change request cannot change {sorted(unknown)}")
+    encoded = _encode(changes)
+    with transaction.atomic():
+        flag = services._locked(flag)
+        before = services.flag_snapshot(flag)
+        _put(flag, encoded)
+        services._compile(flag)  # raises DefinitionError for a bad change; nothing is saved
+        after = services.flag_snapshot(flag)
+        if after == before:
+            raise DomainError("That changes nothing.")
+        request = FlagChangeRequest.objects.create(
+            flag=flag,
+            summary=summary[:300],
+            changes=encoded,
+            before=before,
+            after=after,
+            proposed_by=actor if getattr(actor, "pk", None) else None,
+            proposed_at=clock.now(),
+        )
+        audit_record(
+            actor=actor,
+            action="flag_change.proposed",
+            obj=request,
+            application=flag.environment.application,
+            before=before,
+            after=after,
+            reason=summary[:500],
+        )
+    return request
+
+
+def ineligibility(user: Any, request: FlagChangeRequest) -> str:
+    """Why `user` may not decide `request`, in words; "" when they may."""
+    if not has_role(user, Role.APPROVER):
+        return missing_role_message(user, Role.APPROVER)
+    environment = request.flag.environment
+    policy = policy_of(environment)
+    if policy is None:
+        return f"{environment.name} has no approval policy, so nobody can decide this change."
+    forbid_self = policy.forbid_self_approval and request.proposed_by_id is not None
+    if forbid_self and user.pk == request.proposed_by_id:
+        return "You proposed this change; separation of duties means someone else must decide."
+    eligible = eligible_approvers(groups=policy.approver_groups.all(), users=policy.approver_users.all())
+    if not eligible.filter(pk=user.pk).exists():
+        return f"You are not an approver for {environment.name} of {environment.application.name} under its policy."
+    if any(a["user"] == user.pk for a in request.approvals):
+        return "You have approved this change already."
+    return ""
+
+
+def decide(*, request: FlagChangeRequest, actor: Any, approve: bool, comment: str = "") -> FlagChangeRequest:
+    """Approve or reject; the approval that completes the policy's count applies the change."""
+    with transaction.atomic():
+        request = (
+            FlagChangeRequest.objects.select_for_update()
+            .select_related("flag__environment__application")
+            .get(pk=request.pk)
+        )
+        if request.status != Status.PENDING:
+            raise DomainError(f"This change is {request.get_status_display().lower()} already.")
+        if problem := ineligibility(actor, request):
+            raise PermissionDenied(problem)
+        now = clock.now()
+        application = request.flag.environment.application
+        if not approve:
+            request.status, request.decided_by, request.decided_at, request.comment = (
+                Status.REJECTED,
+                actor,
+                now,
+                comment[:2000],
+            )
+            request.save()
+            audit_record(
+                actor=actor, action="flag_change.rejected", obj=request, application=application, reason=comment[:500]
+            )
+            return request
+        request.approvals = [*request.approvals, {"user": actor.pk, "at": now.isoformat(), "comment": comment[:2000]}]
+        audit_record(
+            actor=actor, action="flag_change.approved", obj=request, application=application, reason=comment[:500]
+        )
+        policy = policy_of(request.flag.environment)
+        needed = max(1, policy.approvals_required if policy else 1)
+        if len(request.approvals) < needed:
+            request.save(update_fields=["approvals"])
+            return request
+        request.decided_by, request.decided_at, request.comment = actor, now, comment[:2000]
+        _apply(request, actor)
+    return request
+
+
+def _apply(request: FlagChangeRequest, actor: Any) -> None:
+    flag = services._locked(request.flag)
+    current = services.flag_snapshot(flag)
+    compared = request.before if "enabled" in request.changes else {**request.before, "state": current["state"]}
+    if current != compared:
+        # Someone changed the flag since (the kill switch aside): applying would undo their change unseen.
+        request.status = Status.FAILED
+        request.comment = (request.comment + "\n" if request.comment else "") + (
+            "Not applied: the flag changed after this was proposed; propose the change again."
+        )
+        request.save()
+        audit_record(
+            actor=actor,
+            action="flag_change.stale",
+            obj=request,
+            application=flag.environment.application,
+            reason="the flag changed after the proposal",
+        )
+        return
+    _put(flag, request.changes)
+    proposer = request.proposed_by.get_username() if request.proposed_by else "someone"
+    services._save_flag(
+        flag,
+        actor=actor,
+        action="flag.change_applied",
+        before=current,
+        reason=f"Change #{request.pk} by {proposer}, approved: {request.summary}"[:500],
+    )
+    request.status = Status.APPLIED
+    request.save()
+
+
+def pending_for(flag: Flag, user: Any) -> list[dict[str, Any]]:
+    """The flag's pending changes, each with whether `user` may decide it and a diff."""
+    from .selectors import definition_diff
+
+    rows = []
+    for request in flag.change_requests.filter(status=Status.PENDING).select_related("proposed_by", "flag"):
+        rows.append(
+            {
+                "request": request,
+                "problem": ineligibility(user, request),
+                "diff": definition_diff(request.before, request.after),
+            }
+        )
+    return rows

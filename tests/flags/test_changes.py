@@ -1,0 +1,179 @@
+"""Approval of flag changes: an environment that asks for it turns edits, rules and turning back on into
+pending change requests, decided by people eligible under its approval policy; the kill switch never waits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied
+from django.test import Client
+
+from portal.roles import Role
+from releases.models import AuditEvent, Environment
+from releases.services import DomainError
+from strategies.flags import changes, schedules, services
+from strategies.flags.models import FlagChangeRequest
+from tests.factories import ApprovalPolicyFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+S = FlagChangeRequest.Status
+
+
+@pytest.fixture
+def gated(production: Environment, admin_user: User, approver: User) -> Environment:
+    group = Group.objects.create(name="checkout-approvers")
+    approver.groups.add(group)
+    ApprovalPolicyFactory(environment=production, approvals_required=1, approver_groups=[group])
+    changes.set_approval(environment=production, on=True, actor=admin_user)
+    return production
+
+
+def test_approval_needs_the_setting_and_a_policy_asking_for_approvals(
+    production: Environment, admin_user: User, release_manager: User
+) -> None:
+    assert not changes.approval_required(production)
+    changes.set_approval(environment=production, on=True, actor=admin_user)
+    assert not changes.approval_required(production)  # no policy
+    ApprovalPolicyFactory(environment=production, approvals_required=0)
+    assert not changes.approval_required(production)
+    production.approval_policy.approvals_required = 1
+    production.approval_policy.save()
+    assert changes.approval_required(production)
+    with pytest.raises(PermissionDenied):
+        changes.set_approval(environment=production, on=False, actor=release_manager)
+    assert AuditEvent.objects.filter(action="flag_approval.enabled").count() == 1
+
+
+def test_an_approved_change_is_applied_and_audited(
+    gated: Environment, make_flag: Any, release_manager: User, approver: User
+) -> None:
+    flag = make_flag("new-checkout")
+    rules = {
+        "rules": [
+            {
+                "name": "Staff",
+                "conditions": [{"attribute": "email", "op": "ends_with", "value": "@example.com"}],
+                "serve": {"variant": "on"},
+            }
+        ]
+    }
+    request = changes.propose(flag=flag, actor=release_manager, changes={"rules": rules}, summary="staff get it")
+    flag.refresh_from_db()
+    assert flag.rules.get("rules", []) == []  # nothing applied yet
+    assert request.status == S.PENDING and request.before != request.after
+
+    changes.decide(request=request, actor=approver, approve=True, comment="fine")
+
+    request.refresh_from_db()
+    flag.refresh_from_db()
+    assert request.status == S.APPLIED and request.decided_by == approver
+    assert flag.rules["rules"][0]["name"] == "Staff"
+    applied = AuditEvent.objects.get(action="flag.change_applied")
+    assert applied.actor == approver and f"Change #{request.pk}" in applied.reason
+    assert applied.after["targeting"] is not None
+
+
+def test_the_proposer_and_people_outside_the_policy_may_not_decide(
+    gated: Environment, make_flag: Any, release_manager: User
+) -> None:
+    flag = make_flag("new-checkout", enabled=False)
+    request = changes.propose(flag=flag, actor=release_manager, changes={"enabled": True}, summary="on")
+    outsider = UserFactory(username="otto", roles=[Role.APPROVER])
+    both = UserFactory(username="bo", roles=[Role.APPROVER, Role.RELEASE_MANAGER])
+    gated.approval_policy.approver_users.add(both)
+    proposal = changes.propose(flag=flag, actor=both, changes={"description": "x"}, summary="desc")
+
+    assert "not an approver" in changes.ineligibility(outsider, request)
+    assert "approver role" in changes.ineligibility(release_manager, request)
+    assert "separation of duties" in changes.ineligibility(both, proposal)
+    with pytest.raises(PermissionDenied):
+        changes.decide(request=proposal, actor=both, approve=True)
+
+
+def test_a_rejected_change_is_not_applied(
+    gated: Environment, make_flag: Any, release_manager: User, approver: User
+) -> None:
+    flag = make_flag("new-checkout", enabled=False)
+    request = changes.propose(flag=flag, actor=release_manager, changes={"enabled": True}, summary="on")
+    changes.decide(request=request, actor=approver, approve=False, comment="not during the sale")
+    request.refresh_from_db()
+    flag.refresh_from_db()
+    assert request.status == S.REJECTED and not flag.enabled
+    with pytest.raises(DomainError):
+        changes.decide(request=request, actor=approver, approve=True)
+
+
+def test_a_change_proposed_before_another_change_is_not_applied_over_it(
+    gated: Environment, make_flag: Any, release_manager: User, approver: User
+) -> None:
+    flag = make_flag("new-checkout")
+    request = changes.propose(flag=flag, actor=release_manager, changes={"description": "one"}, summary="one")
+    services.flag_update(flag=flag, actor=release_manager, description="two")  # e.g. via the shell
+    changes.decide(request=request, actor=approver, approve=True)
+    request.refresh_from_db()
+    flag.refresh_from_db()
+    assert request.status == S.FAILED and flag.description == "two"
+
+
+def test_pages_propose_instead_of_applying_but_the_kill_switch_is_immediate(
+    client: Client, gated: Environment, make_flag: Any, release_manager: User, approver: User
+) -> None:
+    flag = make_flag("new-checkout")
+    client.force_login(release_manager)
+
+    response = client.post(f"/apps/checkout/flags/{flag.pk}/kill", {"reason": "errors"})
+    assert response.status_code == 302
+    flag.refresh_from_db()
+    assert not flag.enabled  # immediate
+    client.post(f"/apps/checkout/flags/{flag.pk}/kill", {"state": "on"})
+    flag.refresh_from_db()
+    assert not flag.enabled
+    request = FlagChangeRequest.objects.get()
+    assert request.changes == {"enabled": True}
+
+    client.post(
+        f"/apps/checkout/flags/{flag.pk}/rules/add",
+        {"name": "Beta", "match": "all", "attribute_1": "plan", "op_1": "is", "value_1": "beta", "serve": "on"},
+    )
+    assert FlagChangeRequest.objects.count() == 2
+
+    page = client.get(flag.get_absolute_url())
+    assert b"Changes waiting for approval" in page.content
+    assert b"separation of duties" not in page.content  # the release manager is simply not an approver
+
+    client.force_login(approver)
+    page = client.get(flag.get_absolute_url())
+    assert f"/apps/checkout/flag-changes/{request.pk}/decide" in page.content.decode()
+    response = client.post(f"/apps/checkout/flag-changes/{request.pk}/decide", {"decision": "approve"})
+    assert response.status_code == 302
+    flag.refresh_from_db()
+    assert flag.enabled
+
+
+def test_schedules_other_than_turning_off_are_refused_where_changes_need_approval(
+    gated: Environment, make_flag: Any, release_manager: User
+) -> None:
+    from datetime import timedelta
+
+    from portal import clock
+
+    flag = make_flag("new-checkout")
+    with pytest.raises(DomainError):
+        schedules.schedule_create(
+            flag=flag, kind="ramp", variant="on", steps=[(clock.now(), 10)], actor=release_manager
+        )
+    schedules.schedule_create(
+        flag=flag, kind="disable_at", steps=[(clock.now() + timedelta(hours=1), None)], actor=release_manager
+    )
+
+
+def test_admins_toggle_approval_on_the_flag_list(client: Client, production: Environment, admin_user: User) -> None:
+    ApprovalPolicyFactory(environment=production, approvals_required=1)
+    client.force_login(admin_user)
+    response = client.post(f"/apps/checkout/flags/environments/{production.pk}/approval", {"on": "1"})
+    assert response.status_code == 302
+    assert changes.approval_required(production)
+    page = client.get("/apps/checkout/flags/")
+    assert b"Apply flag changes at once" in page.content
