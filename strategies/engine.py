@@ -239,13 +239,15 @@ CHANGES_SLOTS = {"swap", "set_traffic", "swap_preview", "cancel_preview"}
 
 
 def _observe_slots(application: Any) -> None:
-    """Refresh the observed slots (dashboard, application page) now; a failure only leaves them stale."""
-    from releases.services import slots_refresh
+    """Have the observed slots (dashboard, application page) refreshed by a background job: reading
+    every slot from the provider (on Azure a few ARM calls and a health probe per slot) does not
+    belong in the operation's own run. A failure to enqueue only leaves the picture stale."""
+    from releases.jobs import enqueue_slots_refresh
 
     try:
-        slots_refresh(application=application)
+        enqueue_slots_refresh(application)
     except Exception:  # the step succeeded; a stale picture must not fail it
-        log.exception("operation: refreshing the slots of %s failed", application)
+        log.exception("operation: asking for a refresh of the slots of %s failed", application)
 
 
 def _describe(step: OperationStep, exc: BaseException) -> str:

@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from rq import Queue
+from rq import Queue, SimpleWorker
 
 from releases.models import (
     Application,
@@ -53,6 +53,7 @@ def test_blue_green_swaps_the_build_into_production_and_makes_it_live(
     assert statuses(candidate, live) == [ReleaseStatus.LIVE, ReleaseStatus.SUPERSEDED]
     assert sim(checkout)["production"] == ("1.1.0", 0)
     assert sim(checkout)["staging"] == ("1.0.0", 0)
+    SimpleWorker([rq_queues["default"]], connection=rq_queues["default"].connection).work(burst=True)
     observed = checkout.slots.get(name="production")  # the portal's own view is refreshed after the swap
     assert (observed.running_version, observed.current_release) == ("1.1.0", candidate)
     assert SimulatorSwap.objects.filter(application=checkout).count() == 1
