@@ -45,6 +45,8 @@ SENTENCES: dict[str, str] = {
     "operation.recovered": "a stalled operation was resumed by the recovery pass",
     "operation.ring_approved": "approved the next ring",
 }
+# Recorded for both the release and its approval request at the same moment: the timeline tells it once.
+SAID_TWICE = ("slot.observed", "release.approval_requested", "approval.approved", "approval.rejected")
 # The kind of milestone, for the marker beside it (shown as text too).
 KIND_OF = {
     "release.went_live": "good",
@@ -89,7 +91,7 @@ def release_timeline(release: Release) -> list[Moment]:
         | Q(object_type="releases.approvalrequest", object_id__in=[str(pk) for pk in request_ids])
         | Q(object_type="releases.operation", object_id__in=[str(pk) for pk in operation_ids])
     )
-    events = AuditEvent.objects.filter(mine).exclude(action="slot.observed").order_by("created_at", "id")
+    events = AuditEvent.objects.filter(mine).exclude(action__in=SAID_TWICE).order_by("created_at", "id")
     return [
         Moment(
             at=event.created_at,
