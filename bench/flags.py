@@ -24,7 +24,6 @@ string flags — and an evaluation API key.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import signal
 import statistics
@@ -42,8 +41,10 @@ FLAG = "bench-flag"
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--seconds", type=float, default=15.0, help="duration of each HTTP scenario")
-parser.add_argument("--clients", type=int, default=4, help="load-generator processes")
+parser.add_argument("--connections", type=int, default=8, help="wrk's concurrent keep-alive connections")
+parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (each drives its share of connections)")
 parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (gthread: keep-alive)")
 parser.add_argument("--evaluations", type=int, default=50_000, help="in-process evaluations per engine")
 parser.add_argument("--redis-db", type=int, default=12)
 ARGS = parser.parse_args()
@@ -194,64 +195,134 @@ def in_process(environment_id: int) -> dict[str, float]:
     return results
 
 
+# --- (c) server cost per request, in process ---------------------------------------------------------
+
+
+def per_request_cost(requests_per_scenario: int = 3000) -> dict[str, tuple[float, float]]:
+    """(CPU µs, wall µs) per OFREP request through Django's WSGI handler, no network, no load generator.
+
+    CPU time is this process's own (time.process_time): what a request costs a gunicorn worker, which
+    other load on the machine does not inflate much; wall time includes waiting for Redis.
+    """
+    import io
+    import json
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    app = WSGIHandler()
+
+    def call(i: int, path: str, etag: str | None) -> tuple[str, dict[str, str]]:
+        body = json.dumps({"context": CONTEXTS[0 if etag else i % 1000]}).encode()
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": path,
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": str(PORT),
+            "HTTP_HOST": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": "application/json",
+            "HTTP_AUTHORIZATION": f"Bearer {KEY}",
+            **({"HTTP_IF_NONE_MATCH": etag} if etag else {}),
+        }
+        seen: dict[str, str] = {}
+
+        def start_response(status_line: str, headers: list[tuple[str, str]], *_: object) -> None:
+            seen.update(headers, status=status_line)
+
+        b"".join(app(environ, start_response))
+        return seen["status"], seen
+
+    results = {}
+    for scenario in ("single", "bulk", "bulk-304"):
+        path = "/ofrep/v1/evaluate/flags" + (f"/{FLAG}" if scenario == "single" else "")
+        etag = None
+        if scenario == "bulk-304":
+            etag = call(0, path, None)[1]["ETag"]
+        for i in range(300):  # warm up: the key is remembered, the flag set compiled
+            status, _ = call(i, path, etag)
+            if not status.startswith("304" if etag else "200"):
+                sys.exit(f"OFREP answered {status} in process")
+        cpu, wall = time.process_time(), time.perf_counter()
+        for i in range(requests_per_scenario):
+            call(i, path, etag)
+        results[scenario] = (
+            (time.process_time() - cpu) / requests_per_scenario * 1e6,
+            (time.perf_counter() - wall) / requests_per_scenario * 1e6,
+        )
+    return results
+
+
 # --- (b) OFREP over HTTP ----------------------------------------------------------------------------
 
+# wrk (C, from Debian's `wrk` package) generates the load: a Python client costs more CPU per request
+# than the server does, and on two cores it would measure itself. The Lua script posts the 1000
+# contexts in turn and prints the latency percentiles as one JSON line.
+WRK_SCRIPT = """
+local contexts = {}
+for line in io.lines("%(contexts)s") do contexts[#contexts + 1] = line end
+local i = 0
+local etag = %(etag)s
+local headers = {["Authorization"] = "Bearer %(key)s", ["Content-Type"] = "application/json"}
+if etag then headers["If-None-Match"] = etag end
+request = function()
+  i = i + 1
+  local body = contexts[(i %% #contexts) + 1]
+  if etag then body = contexts[1] end
+  return wrk.format("POST", nil, headers, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format('RESULT {"requests": %%d, "seconds": %%f, "p50": %%f, "p95": %%f, "p99": %%f, ' ..
+    '"not_2xx_3xx": %%d, "socket_errors": %%d}\\n', summary.requests, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout))
+end
+"""
 
-def client(scenario: str, seconds: float, index: int, queue: mp.Queue) -> None:
+
+def http_scenario(scenario: str, seconds: float) -> dict[str, object]:
+    import json
+    import tempfile
+
     import requests
 
-    session = requests.Session()
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    base = f"http://127.0.0.1:{PORT}/ofrep/v1/evaluate/flags"
-    url = f"{base}/{FLAG}" if scenario == "single" else base
-    fixed = {"context": CONTEXTS[index]}
-    etag = None
-    if scenario == "bulk-304":
-        etag = session.post(url, json=fixed, headers=headers, timeout=10).headers["ETag"]
-    latencies, statuses = [], {}
-    i = index
-    stop = time.perf_counter() + seconds
-    while True:
-        body = fixed if scenario == "bulk-304" else {"context": CONTEXTS[i % 1000]}
-        extra = {"If-None-Match": etag} if etag else {}
-        t = time.perf_counter()
-        if t >= stop:
-            break
-        response = session.post(url, json=body, headers={**headers, **extra}, timeout=10)
-        latencies.append(time.perf_counter() - t)
-        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-        i += 7
-    queue.put((latencies, statuses))
-
-
-def http_scenario(scenario: str) -> dict[str, object]:
-    queue: mp.Queue = mp.Queue()
-    processes = [mp.Process(target=client, args=(scenario, ARGS.seconds, i, queue)) for i in range(ARGS.clients)]
-    started = time.perf_counter()
-    for p in processes:
-        p.start()
-    results = [queue.get() for _ in processes]
-    for p in processes:
-        p.join()
-    elapsed = time.perf_counter() - started
-    latencies = sorted(x for lat, _ in results for x in lat)
-    statuses: dict[int, int] = {}
-    for _, s in results:
-        for code, count in s.items():
-            statuses[code] = statuses.get(code, 0) + count
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
-
-    return {
-        "scenario": scenario,
-        "requests": len(latencies),
-        "rps": len(latencies) / min(elapsed, ARGS.seconds + 0.5),
-        "p50": pct(0.50),
-        "p95": pct(0.95),
-        "p99": pct(0.99),
-        "statuses": statuses,
-    }
+    url = f"http://127.0.0.1:{PORT}/ofrep/v1/evaluate/flags" + (f"/{FLAG}" if scenario == "single" else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        contexts = Path(tmp) / "contexts.jsonl"
+        contexts.write_text("".join(json.dumps({"context": c}) + "\n" for c in CONTEXTS))
+        etag = "nil"
+        if scenario == "bulk-304":
+            first = requests.post(
+                url, data=json.dumps({"context": CONTEXTS[0]}), headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+            )
+            etag = json.dumps(first.headers["ETag"])
+        script = Path(tmp) / "ofrep.lua"
+        script.write_text(WRK_SCRIPT % {"contexts": contexts, "etag": etag, "key": KEY})
+        out = subprocess.run(
+            [
+                "wrk",
+                f"--threads={ARGS.wrk_threads}",
+                f"--connections={ARGS.connections}",
+                f"--duration={seconds:g}s",
+                "--timeout=5s",
+                f"--script={script}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        sys.exit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
+    row = json.loads(lines[0].removeprefix("RESULT "))
+    row["scenario"] = scenario
+    row["rps"] = row["requests"] / row["seconds"]
+    return row
 
 
 def main() -> None:
@@ -278,6 +349,13 @@ def main() -> None:
     print(f"    {gb_name:<34}{a['growthbook']:>10.1f}{1e6 / a['growthbook']:>12,.0f}{a['gb_on']:>12}")
     print(f"    ratio Slipway / GrowthBook: {ratio:.2f}x")
 
+    c = per_request_cost()
+    print("\n(c) server cost per OFREP request, in process through Django's WSGI handler (3000 requests each)")
+    print(f"    {'scenario':<22}{'CPU µs':>10}{'wall µs':>10}{'req/s per core (CPU)':>24}")
+    for scenario, (cpu, wall) in c.items():
+        label = {"single": "single flag", "bulk": "bulk (50 flags)", "bulk-304": "bulk, If-None-Match"}[scenario]
+        print(f"    {label:<22}{cpu:>10.0f}{wall:>10.0f}{1e6 / cpu:>24,.0f}")
+
     from django.db import connections
 
     connections.close_all()
@@ -289,6 +367,10 @@ def main() -> None:
             f"127.0.0.1:{PORT}",
             "--workers",
             str(ARGS.workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(ARGS.threads),
             "--keep-alive",
             "10",
             "--log-level",
@@ -309,24 +391,24 @@ def main() -> None:
                 time.sleep(0.2)
         rows = []
         for scenario in ("single", "bulk", "bulk-304"):
-            http_scenario_warm = ARGS.seconds
-            ARGS.seconds = 2.0
-            http_scenario(scenario)  # warm-up: both workers compile the flag set
-            ARGS.seconds = http_scenario_warm
-            rows.append(http_scenario(scenario))
+            http_scenario(scenario, 2.0)  # warm-up: both workers compile the flag set and learn the key
+            rows.append(http_scenario(scenario, ARGS.seconds))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=15)
     print(
-        f"\n(b) OFREP over HTTP: gunicorn {ARGS.workers} sync workers, {ARGS.clients} client processes "
-        f"(closed loop, keep-alive), {ARGS.seconds:g} s each, same machine"
+        f"\n(b) OFREP over HTTP: gunicorn {ARGS.workers} workers x {ARGS.threads} threads (gthread, keep-alive), "
+        f"wrk with {ARGS.connections} connections, {ARGS.seconds:g} s each, same machine"
     )
-    print(f"    {'scenario':<22}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  statuses")
+    print(
+        f"    {'scenario':<22}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"{'not 2/3xx':>11}{'socket':>7}"
+    )
     for row in rows:
         label = {"single": "single flag", "bulk": "bulk (50 flags)", "bulk-304": "bulk, If-None-Match"}[row["scenario"]]
         print(
             f"    {label:<22}{row['requests']:>10}{row['rps']:>10.0f}{row['p50']:>9.2f}{row['p95']:>9.2f}"
-            f"{row['p99']:>9.2f}  {row['statuses']}"
+            f"{row['p99']:>9.2f}  {row['not_2xx_3xx']:>9}{row['socket_errors']:>7}"
         )
 
 

@@ -92,6 +92,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The key-authenticated APIs that applications call per request skip the rest (portal/shortcut.py).
+    "portal.shortcut.KeyedApiShortcut",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -332,6 +334,8 @@ for _name in ("API_RATE_LIMIT_PER_MINUTE", "API_IDEMPOTENCY_KEY_HOURS", "API_MAX
         raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}")
 
 # Feature flags (strategies.flags): OFREP / flagd-sync / events calls one flag API key may make per minute.
+# Paths of the APIs authenticated by a flag API key, which take the short middleware path.
+KEYED_API_PREFIXES = ("/ofrep/", "/flags/sync/", "/flags/api/", "/experiments/api/")
 FLAGS_RATE_LIMIT_PER_MINUTE = env_int("FLAGS_RATE_LIMIT_PER_MINUTE", 6000)
 if FLAGS_RATE_LIMIT_PER_MINUTE < 1:
     raise ImproperlyConfigured(f"FLAGS_RATE_LIMIT_PER_MINUTE must be at least 1, not {FLAGS_RATE_LIMIT_PER_MINUTE}")

@@ -255,9 +255,12 @@ def inbox_for(user: Any) -> QuerySet[ApprovalRequest]:
 
 
 def inbox_count(user: Any) -> int:
+    """Release approvals and flag changes the user may decide."""
+    from strategies.flags.changes import inbox_for as flag_changes_for
+
     from .approvals import inbox_filter
 
-    return ApprovalRequest.objects.filter(inbox_filter(user)).count()
+    return ApprovalRequest.objects.filter(inbox_filter(user)).count() + len(flag_changes_for(user))
 
 
 def releases_since_live(release: Release) -> list[Release]:

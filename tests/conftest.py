@@ -24,7 +24,12 @@ def _empty_cache() -> Iterator[None]:
     """Each test starts with an empty cache: database ids repeat across tests, cached renderings must not."""
     from django.core.cache import cache
 
+    from strategies.flags import evaluation, freshness
+
     cache.clear()
+    # Process memory of the flag API (known keys, compiled flag sets): ids repeat across tests too.
+    freshness.forget()
+    evaluation.forget()
     yield
 
 

@@ -101,8 +101,10 @@ def _approval_context(request: HttpRequest, approval: ApprovalRequest, **forms: 
 @require_GET
 @role_required(Role.APPROVER)
 def approval_inbox(request: HttpRequest) -> HttpResponse:
+    from strategies.flags import changes as flag_changes
+
     page = Paginator(selectors.inbox_for(request.user), 50).get_page(request.GET.get("page"))
-    return render(request, "approvals/inbox.html", {"page": page})
+    return render(request, "approvals/inbox.html", {"page": page, "flag_changes": flag_changes.inbox_for(request.user)})
 
 
 @require_GET

@@ -7,11 +7,16 @@ environment's policy (the approver role, named in the policy's groups or people,
 proposer when the policy forbids self-approval — `releases.approvals.policies.eligible_approvers`)
 approve or reject it with a comment. Enough approvals apply it through the flag services' path
 (recompiled, republished, audited). The kill switch never waits: it is the safety valve.
+
+Dark-launch steps (start, widen, roll out) and schedules are proposed as the service call itself
+(`propose_action`): checked by a dry run when proposed (rolled back, so errors name the field at
+once and approvers see the resulting definition), then made on the proposer's behalf when approved.
+Killing a launch and scheduling a flag off never wait.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -27,9 +32,11 @@ from releases.models import Environment
 from releases.services import DomainError
 
 from . import services
-from .models import Flag, FlagApprovalSetting, FlagChangeRequest
+from .definitions import DefinitionError
+from .models import DarkLaunch, Flag, FlagApprovalSetting, FlagChangeRequest
 
 Status = FlagChangeRequest.Status
+Action = FlagChangeRequest.Action
 CHANGEABLE = services.EDITABLE_FIELDS | {"enabled"}
 
 
@@ -122,6 +129,80 @@ def propose(*, flag: Flag, actor: Any, changes: dict[str, Any], summary: str) ->
     return request
 
 
+class _DryRun(Exception):
+    """Raised to roll a trial run back."""
+
+
+def _active_launch(flag: Flag) -> DarkLaunch:
+    launch = flag.launches.filter(status=DarkLaunch.Status.ACTIVE).first()
+    if launch is None:
+        raise DomainError(f"{flag.key} has no active dark launch any more.")
+    return launch
+
+
+def _run(action: str, flag: Flag, arguments: dict[str, Any], actor: Any) -> None:
+    """Make the approved service call (approved=True passes the approval gate)."""
+    if action == Action.LAUNCH_START:
+        services.launch_start(flag=flag, actor=actor, approved=True, **arguments)
+    elif action == Action.LAUNCH_WIDEN:
+        services.launch_widen(launch=_active_launch(flag), actor=actor, approved=True, **arguments)
+    elif action == Action.LAUNCH_ROLLOUT:
+        services.launch_rollout(launch=_active_launch(flag), actor=actor, approved=True, **arguments)
+    elif action == Action.SCHEDULE:
+        from . import schedules  # it asks this module whether approval is required
+
+        steps = [(datetime.fromisoformat(at), percent) for at, percent in arguments["steps"]]
+        schedules.schedule_create(
+            flag=flag,
+            kind=arguments["kind"],
+            variant=arguments.get("variant", ""),
+            steps=steps,
+            actor=actor,
+            approved=True,
+        )
+    else:
+        raise ValueError(f"{action!r} is not an action a change request can make")
+
+
+def propose_action(
+    *, flag: Flag, actor: Any, action: str, arguments: dict[str, Any], summary: str
+) -> FlagChangeRequest:
+    """Record a dark-launch step or a schedule for approval, after a dry run (DefinitionError/DomainError)."""
+    services._require_manager(actor)
+    if action == Action.SCHEDULE:
+        arguments = {**arguments, "steps": [[at.isoformat(), percent] for at, percent in arguments["steps"]]}
+    with transaction.atomic():
+        flag = services._locked(flag)
+        before = services.flag_snapshot(flag)
+        try:
+            with transaction.atomic():
+                _run(action, flag, arguments, actor)
+                after = services.flag_snapshot(Flag.objects.get(pk=flag.pk))
+                raise _DryRun
+        except _DryRun:
+            pass
+        request = FlagChangeRequest.objects.create(
+            flag=flag,
+            summary=summary[:300],
+            action=action,
+            arguments=arguments,
+            before=before,
+            after=after,
+            proposed_by=actor if getattr(actor, "pk", None) else None,
+            proposed_at=clock.now(),
+        )
+        audit_record(
+            actor=actor,
+            action="flag_change.proposed",
+            obj=request,
+            application=flag.environment.application,
+            before=before,
+            after={**after, "action": action, "arguments": arguments},
+            reason=summary[:500],
+        )
+    return request
+
+
 def ineligibility(user: Any, request: FlagChangeRequest) -> str:
     """Why `user` may not decide `request`, in words; "" when they may."""
     if not has_role(user, Role.APPROVER):
@@ -200,8 +281,27 @@ def _apply(request: FlagChangeRequest, actor: Any) -> None:
             reason="the flag changed after the proposal",
         )
         return
-    _put(flag, request.changes)
     proposer = request.proposed_by.get_username() if request.proposed_by else "someone"
+    if request.action != Action.EDIT:
+        try:
+            with transaction.atomic():
+                _run(request.action, flag, request.arguments, request.proposed_by)
+        except (DomainError, DefinitionError, PermissionDenied) as exc:
+            request.status = Status.FAILED
+            request.comment = (request.comment + "\n" if request.comment else "") + f"Not applied: {exc}"
+            request.save()
+            audit_record(
+                actor=actor,
+                action="flag_change.failed",
+                obj=request,
+                application=flag.environment.application,
+                reason=str(exc)[:500],
+            )
+            return
+        request.status = Status.APPLIED
+        request.save()
+        return
+    _put(flag, request.changes)
     services._save_flag(
         flag,
         actor=actor,
@@ -227,3 +327,15 @@ def pending_for(flag: Flag, user: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def inbox_for(user: Any, limit: int = 200) -> list[FlagChangeRequest]:
+    """Pending flag changes `user` may decide (for the approvals inbox), oldest first."""
+    if not has_role(user, Role.APPROVER):
+        return []
+    pending = (
+        FlagChangeRequest.objects.filter(status=Status.PENDING)
+        .select_related("flag__environment__application", "proposed_by")
+        .order_by("proposed_at", "pk")[:limit]
+    )
+    return [request for request in pending if not ineligibility(user, request)]

@@ -290,9 +290,11 @@ class FlagApprovalSetting(models.Model):
 class FlagChangeRequest(models.Model):
     """A proposed change of a flag in an environment whose flag changes need approval.
 
-    `changes` maps flag fields (enabled, rules, targeting_override, default_variant, variants,
+    An edit's `changes` maps flag fields (enabled, rules, targeting_override, default_variant, variants,
     description, owner_id, planned_removal) to their proposed values; `before`/`after` are the flag's
-    audit snapshots when proposed, for the diff shown to approvers. `approvals` lists
+    audit snapshots when proposed, for the diff shown to approvers. A dark-launch step or a schedule is
+    the service call (`action`, `arguments`) made when approved, on behalf of the proposer; its
+    `after` is what a dry run of that call produced. `approvals` lists
     `{"user", "at", "comment"}`; the change is applied when enough approvals are in.
     """
 
@@ -302,9 +304,20 @@ class FlagChangeRequest(models.Model):
         REJECTED = "rejected", "Rejected"
         FAILED = "failed", "Approved, but could not be applied"
 
+    class Action(models.TextChoices):
+        EDIT = "edit", "Edit the flag"
+        LAUNCH_START = "launch_start", "Start a dark launch"
+        LAUNCH_WIDEN = "launch_widen", "Widen a dark launch"
+        LAUNCH_ROLLOUT = "launch_rollout", "Roll a dark launch out"
+        SCHEDULE = "schedule", "Schedule a change"
+
     flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="change_requests")
     summary = models.CharField(max_length=300)
-    changes = models.JSONField(default=dict)
+    action = models.CharField(max_length=20, choices=Action.choices, default=Action.EDIT)
+    changes = models.JSONField(default=dict, help_text="For an edit: the flag fields and their proposed values.")
+    arguments = models.JSONField(
+        default=dict, blank=True, help_text="For the other actions: the arguments of the service call approved."
+    )
     before = models.JSONField(default=dict)
     after = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -326,7 +339,11 @@ class FlagChangeRequest(models.Model):
                 name="flag_change_decided_iff_not_pending",
                 condition=Q(status="pending", decided_at__isnull=True)
                 | (~Q(status="pending") & Q(decided_at__isnull=False)),
-            )
+            ),
+            models.CheckConstraint(
+                name="flag_change_action_valid",
+                condition=Q(action__in=["edit", "launch_start", "launch_widen", "launch_rollout", "schedule"]),
+            ),
         ]
 
     def __str__(self) -> str:

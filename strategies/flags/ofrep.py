@@ -34,7 +34,7 @@ from django.views.decorators.csrf import csrf_exempt
 from portal import clock
 from releases.models import Environment
 
-from . import evaluation, services
+from . import evaluation, freshness, services
 from .definitions import DefinitionError
 from .models import FlagApiKey, FlagSet
 
@@ -51,6 +51,8 @@ class Caller:
     can_sync: bool
     revision: int | None
     last_used_at: datetime | None
+    retry_after: int | None = None  # seconds, when the key has used up this minute's calls
+    known: freshness.KnownKey | None = None
 
 
 def _json(body: Any, status: int = 200, **headers: str) -> JsonResponse:
@@ -71,64 +73,98 @@ def _presented_key(request: HttpRequest) -> str:
     return request.headers.get("X-API-Key", "").strip()
 
 
+def _lookup(key_hash: str) -> freshness.KnownKey | None:
+    row = (
+        FlagApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True)
+        .values("id", "environment_id", "can_evaluate", "can_sync", "last_used_at")
+        .first()
+    )
+    if row is None:
+        return None
+    return freshness.KnownKey(
+        key_id=row["id"],
+        environment_id=row["environment_id"],
+        can_evaluate=row["can_evaluate"],
+        can_sync=row["can_sync"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+def _database_revision(environment_id: int) -> int | None:
+    return FlagSet.objects.filter(environment_id=environment_id).values_list("revision", flat=True).first()
+
+
+def _round_trip(key: freshness.KnownKey) -> tuple[bytes | None, int | None, int | None]:
+    """One Redis round trip: the key epoch, the environment's revision, and this key's count in the window.
+
+    Returns (epoch, revision, seconds to wait when over the rate limit, else None).
+    """
+    now = clock.now().timestamp()
+    window = int(now // RATE_WINDOW_SECONDS)
+    rate_key = f"slipway:flags:rate:{key.key_id}:{window}"
+    pipe = freshness.connection().pipeline(transaction=False)
+    pipe.get(freshness.EPOCH_KEY)
+    pipe.get(freshness.revision_key(key.environment_id))
+    pipe.incr(rate_key)
+    pipe.expire(rate_key, RATE_WINDOW_SECONDS * 2)
+    epoch, revision, count, _ = pipe.execute()
+    wait = None
+    if int(count) > settings.FLAGS_RATE_LIMIT_PER_MINUTE:
+        wait = max(1, int((window + 1) * RATE_WINDOW_SECONDS - now + 0.999))
+    return epoch, int(revision) if revision is not None else None, wait
+
+
 def _authenticate(request: HttpRequest) -> Caller | JsonResponse:
+    """The caller's key, its environment's revision and its rate-limit state: from memory and one Redis
+    round trip when this process knows the key (freshness.py), from the database otherwise."""
     secret = _presented_key(request)
     challenge = {"WWW_Authenticate": 'Bearer realm="slipway-flags"'}
     if not secret:
         return _error(
             401, "Send an API key of the environment in 'Authorization: Bearer <key>' or 'X-API-Key'.", **challenge
         )
-    row = (
-        FlagApiKey.objects.filter(key_hash=services.key_hash(secret))
-        .values(
-            "id",
-            "environment_id",
-            "can_evaluate",
-            "can_sync",
-            "revoked_at",
-            "last_used_at",
-            "environment__flag_set__revision",
-        )
-        .first()
-    )
-    if row is None or row["revoked_at"] is not None:
-        return _error(401, "This API key is unknown or has been revoked.", **challenge)
+    key_hash = services.key_hash(secret)
+    try:
+        key = freshness.known(key_hash)
+        if key is not None:
+            epoch, revision, wait = _round_trip(key)
+            if not freshness.epoch_seen(epoch):
+                key = None  # a key changed somewhere: look this one up again
+        if key is None:
+            epoch = freshness.connection().get(freshness.EPOCH_KEY)
+            freshness.epoch_seen(epoch)
+            key = _lookup(key_hash)
+            if key is None:
+                return _error(401, "This API key is unknown or has been revoked.", **challenge)
+            freshness.remember(key_hash, key, epoch)
+            _, revision, wait = _round_trip(key)
+        if revision is None:
+            revision = _database_revision(key.environment_id)
+            if revision is not None:
+                freshness.connection().set(
+                    freshness.revision_key(key.environment_id), revision, nx=True, ex=freshness.REVISION_TTL_SECONDS
+                )
+    except redis.RedisError as exc:
+        log.warning("Flag API key and revision read from the database, no rate limit (Redis: %s)", exc)
+        key = _lookup(key_hash)
+        if key is None:
+            return _error(401, "This API key is unknown or has been revoked.", **challenge)
+        revision, wait = _database_revision(key.environment_id), None
     return Caller(
-        key_id=row["id"],
-        environment_id=row["environment_id"],
-        can_evaluate=row["can_evaluate"],
-        can_sync=row["can_sync"],
-        revision=row["environment__flag_set__revision"],
-        last_used_at=row["last_used_at"],
+        key_id=key.key_id,
+        environment_id=key.environment_id,
+        can_evaluate=key.can_evaluate,
+        can_sync=key.can_sync,
+        revision=revision,
+        last_used_at=key.last_used_at,
+        retry_after=wait,
+        known=key,
     )
-
-
-_redis: redis.Redis | None = None
-
-
-def _connection() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    return _redis
 
 
 def _retry_after(caller: Caller) -> int | None:
     """Seconds to wait when the key has used up this minute's calls (a fixed window in Redis), else None."""
-    now = clock.now().timestamp()
-    window = int(now // RATE_WINDOW_SECONDS)
-    key = f"slipway:flags:rate:{caller.key_id}:{window}"
-    try:
-        pipe = _connection().pipeline()
-        pipe.incr(key)
-        pipe.expire(key, RATE_WINDOW_SECONDS * 2)
-        count, _ = pipe.execute()
-    except redis.RedisError as exc:
-        log.warning("Flag API rate limit not checked (Redis: %s)", exc)
-        return None
-    if int(count) <= settings.FLAGS_RATE_LIMIT_PER_MINUTE:
-        return None
-    return max(1, int((window + 1) * RATE_WINDOW_SECONDS - now + 0.999))
+    return caller.retry_after
 
 
 def keyed(
@@ -150,7 +186,7 @@ def keyed(
                 return _error(403, "This API key may read the flag definitions but not evaluate flags.")
             if permission == "sync" and not caller.can_sync:
                 return _error(403, "This API key may evaluate flags but not read their definitions.")
-            wait = _retry_after(caller)
+            wait = caller.retry_after
             if wait is not None:
                 return _error(429, f"Too many calls with this key; retry in {wait} s.", Retry_After=str(wait))
             try:
@@ -160,7 +196,9 @@ def keyed(
             if length > settings.API_MAX_BODY_BYTES:
                 return _error(413, f"The body is larger than {settings.API_MAX_BODY_BYTES} bytes.")
             response = view(request, caller, *args, **kwargs)
-            services.api_key_touch(caller.key_id, caller.last_used_at)
+            touched = services.api_key_touch(caller.key_id, caller.last_used_at)
+            if touched is not None and caller.known is not None:
+                caller.known.last_used_at = touched
             return response
 
         return wrapped

@@ -35,20 +35,28 @@ def flag_schedule_create(request: HttpRequest, slug: str, pk: int) -> HttpRespon
     form = ScheduleForm(request.POST, flag=flag)
     if form.is_valid():
         data = form.cleaned_data
+        arguments = {"kind": data["kind"], "variant": data.get("variant") or "", "steps": data["parsed_steps"]}
+        gated = data["kind"] != FlagSchedule.Kind.DISABLE_AT and changes.approval_required(flag.environment)
         try:
-            schedule = schedules.schedule_create(
-                flag=flag,
-                kind=data["kind"],
-                variant=data.get("variant") or "",
-                steps=data["parsed_steps"],
-                actor=request.user,
-            )
+            if gated:
+                proposal = changes.propose_action(
+                    flag=flag,
+                    actor=request.user,
+                    action=FlagChangeRequest.Action.SCHEDULE,
+                    arguments=arguments,
+                    summary=f"schedule: {schedules.describe_plan(flag, **arguments)}",
+                )
+            else:
+                schedule = schedules.schedule_create(flag=flag, actor=request.user, **arguments)
         except DefinitionError as exc:
             form.add_error(None, _errors(exc))
         except DomainError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Scheduled: {schedules.describe(schedule)}.")
+            if gated:
+                messages.success(request, f"Proposed for approval (change #{proposal.pk}): {proposal.summary}.")
+            else:
+                messages.success(request, f"Scheduled: {schedules.describe(schedule)}.")
             return redirect(flag.get_absolute_url())
     return _flag_page(request, flag, status=400, schedule_form=form)
 

@@ -32,11 +32,18 @@ MAX_STEPS = 10
 
 
 def describe(schedule: FlagSchedule) -> str:
-    if schedule.kind == Kind.RAMP:
-        parts = [f"{s['percent']} % at {s['at'][:16].replace('T', ' ')}" for s in schedule.steps]
-        return f"ramp {schedule.variant}: " + ", ".join(parts)
-    verb = "turn on" if schedule.kind == Kind.ENABLE_AT else "turn off"
-    return f"{verb} at {schedule.steps[0]['at'][:16].replace('T', ' ')}"
+    steps = [(datetime.fromisoformat(s["at"]), s["percent"]) for s in schedule.steps]
+    return describe_plan(schedule.flag, kind=schedule.kind, variant=schedule.variant, steps=steps)
+
+
+def describe_plan(flag: Flag, *, kind: str, variant: str, steps: Iterable[tuple[datetime, int | None]]) -> str:
+    """A schedule in words, e.g. "ramp on: 10 % at 2026-11-27 09:00, 50 % at ..." (times in UTC)."""
+    steps = list(steps)
+    if kind == Kind.RAMP:
+        parts = [f"{percent} % at {at.isoformat()[:16].replace('T', ' ')}" for at, percent in steps]
+        return f"ramp {variant}: " + ", ".join(parts)
+    verb = "turn on" if kind == Kind.ENABLE_AT else "turn off"
+    return f"{verb} at {steps[0][0].isoformat()[:16].replace('T', ' ')}"
 
 
 def _snapshot(schedule: FlagSchedule) -> dict[str, Any]:
@@ -84,8 +91,14 @@ def schedule_create(
     actor: Any,
     steps: Iterable[tuple[datetime, int | None]],
     variant: str = "",
+    approved: bool = False,
 ) -> FlagSchedule:
-    """Plan a change; steps already due are applied at once (by the system, like the sweep would)."""
+    """Plan a change; steps already due are applied at once (by the system, like the sweep would).
+
+    Where flag changes need approval, only turning off can be scheduled directly (it is the safe
+    direction, like the kill switch); the others come from an approved change request (`approved`),
+    and then every step of the schedule is covered by that approval.
+    """
     services._require_manager(actor)
     if kind not in Kind.values:
         raise DefinitionError({"kind": [f"{kind!r} is not a kind of schedule."]})
@@ -93,10 +106,10 @@ def schedule_create(
         flag = services._locked(flag)
         if flag.lifecycle == Lifecycle.ARCHIVED:
             raise DomainError(f"{flag.key} is archived.")
-        if kind != Kind.DISABLE_AT and approval_required(flag.environment):
+        if kind != Kind.DISABLE_AT and not approved and approval_required(flag.environment):
             raise DomainError(
-                f"Changes to flags in {flag.environment.name} need approval, so only turning off can be scheduled; "
-                "propose the change instead."
+                f"Changes to flags in {flag.environment.name} need approval: propose this schedule and an "
+                "approver decides it (only turning off can be scheduled directly)."
             )
         if kind == Kind.RAMP:
             if flag.targeting_override is not None:

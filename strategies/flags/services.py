@@ -26,6 +26,7 @@ from releases.audit import audit_record
 from releases.models import Environment
 from releases.services import DomainError
 
+from . import freshness
 from .definitions import (
     DefinitionError,
     FlagSpec,
@@ -111,6 +112,7 @@ def _publish(environment: Environment) -> FlagSet:
     flag_set.revision = revision
     flag_set.updated_at = now
     flag_set.save()
+    freshness.revision_changed(environment.pk, revision)
     return flag_set
 
 
@@ -478,14 +480,26 @@ def api_key_revoke(*, key: FlagApiKey, actor: Any, reason: str = "") -> FlagApiK
     return key
 
 
-def api_key_touch(key_id: int, last_used_at: datetime | None) -> None:
-    """Record use at most once a minute (no write per request)."""
+def api_key_touch(key_id: int, last_used_at: datetime | None) -> datetime | None:
+    """Record use at most once a minute (no write per request); the time written, or None."""
     now = clock.now()
     if last_used_at is None or now - last_used_at >= timedelta(minutes=1):
         FlagApiKey.objects.filter(pk=key_id).update(last_used_at=now)
+        return now
+    return None
 
 
 # --- Dark launches ---------------------------------------------------------------------------------
+
+
+def _direct_change_allowed(environment: Environment, approved: bool) -> None:
+    """Where flag changes need approval, a dark-launch step only comes from an approved change request."""
+    from .changes import approval_required
+
+    if not approved and approval_required(environment):
+        raise DomainError(
+            f"Changes to flags in {environment.name} need approval: propose this and an approver decides it."
+        )
 
 
 def _launch_rule(flag: Flag, launch: DarkLaunch) -> dict[str, Any]:
@@ -572,11 +586,13 @@ def launch_start(
     users: Iterable[str] = (),
     percent: float | int | None = None,
     reason: str = "",
+    approved: bool = False,
 ) -> DarkLaunch:
     """Serve `variant` to a cohort only (segments, explicit users, and/or a percentage)."""
     _require_manager(actor)
     with transaction.atomic():
         flag = _locked(flag)
+        _direct_change_allowed(flag.environment, approved)
         if variant not in flag.variants:
             raise DefinitionError({"variant": [f"{variant!r} is not a variant of {flag.key}."]})
         if variant == flag.default_variant:
@@ -623,12 +639,14 @@ def launch_widen(
     segments: Iterable[str] = (),
     users: Iterable[str] = (),
     percent: float | int | None = None,
+    approved: bool = False,
 ) -> DarkLaunch:
     """Add segments or users to the cohort, or raise its percentage (never lower: that would move users out)."""
     _require_manager(actor)
     with transaction.atomic():
         launch = _active(launch)
         flag = launch.flag
+        _direct_change_allowed(flag.environment, approved)
         current = dict(launch.cohort)
         added = _clean_cohort(flag, segments=segments, users=users, percent=percent)
         if percent is not None and current.get("percent") is not None and percent <= current["percent"]:
@@ -650,12 +668,13 @@ def launch_widen(
     return launch
 
 
-def launch_rollout(*, launch: DarkLaunch, percent: int, actor: Any) -> DarkLaunch:
+def launch_rollout(*, launch: DarkLaunch, percent: int, actor: Any, approved: bool = False) -> DarkLaunch:
     """Serve the variant to `percent` % of everyone else; at 100 % it becomes the default and the launch ends."""
     _require_manager(actor)
     with transaction.atomic():
         launch = _active(launch)
         flag = launch.flag
+        _direct_change_allowed(flag.environment, approved)
         if not 0 < percent <= 100 or percent <= launch.rollout_percent:
             raise DefinitionError(
                 {"percent": [f"Roll out to more than {launch.rollout_percent} % and at most 100 % of everyone."]}

@@ -34,7 +34,7 @@ from .forms import (
     SegmentForm,
     add_definition_errors,
 )
-from .models import DarkLaunch, Flag, FlagApiKey, FlagApprovalSetting, FlagSet, Lifecycle, Segment
+from .models import DarkLaunch, Flag, FlagApiKey, FlagApprovalSetting, FlagChangeRequest, FlagSet, Lifecycle, Segment
 from .safety_forms import ScheduleForm
 
 
@@ -320,14 +320,19 @@ def launch_create(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     flag = _flag(slug, pk)
     form = LaunchForm(request.POST or None, flag=flag)
     if request.method == "POST" and form.is_valid():
+        arguments = {"variant": form.cleaned_data["variant"], "reason": form.cleaned_data["reason"], **form.cohort()}
         try:
-            launch = services.launch_start(
-                flag=flag,
-                variant=form.cleaned_data["variant"],
-                actor=request.user,
-                reason=form.cleaned_data["reason"],
-                **form.cohort(),
-            )
+            if changes.approval_required(flag.environment):
+                proposal = changes.propose_action(
+                    flag=flag,
+                    actor=request.user,
+                    action=FlagChangeRequest.Action.LAUNCH_START,
+                    arguments=arguments,
+                    summary=f"dark-launch {flag.key} = {arguments['variant']}",
+                )
+                messages.success(request, _proposed(proposal))
+                return redirect(flag.get_absolute_url())
+            launch = services.launch_start(flag=flag, actor=request.user, **arguments)
         except DefinitionError as exc:
             add_definition_errors(form, exc)
         except DomainError as exc:
@@ -340,6 +345,14 @@ def launch_create(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     status = 400 if request.method == "POST" else 200
     context = {"application": flag.environment.application, "flag": flag, "form": form}
     return render(request, "flags/launch_form.html", context, status=status)
+
+
+def _proposed(proposal: FlagChangeRequest) -> str:
+    environment = proposal.flag.environment
+    return (
+        f"Changes to flags in {environment.name} need approval: proposed as change #{proposal.pk} "
+        f"({proposal.summary}); it is applied when approved."
+    )
 
 
 def _launch(slug: str, pk: int) -> DarkLaunch:
@@ -379,6 +392,16 @@ def launch_widen(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     form = CohortForm(request.POST, flag=launch.flag)
     if form.is_valid():
         try:
+            if changes.approval_required(launch.flag.environment):
+                proposal = changes.propose_action(
+                    flag=launch.flag,
+                    actor=request.user,
+                    action=FlagChangeRequest.Action.LAUNCH_WIDEN,
+                    arguments=form.cohort(),
+                    summary=f"widen the dark launch of {launch.flag.key}",
+                )
+                messages.success(request, _proposed(proposal))
+                return redirect(launch.get_absolute_url())
             launch = services.launch_widen(launch=launch, actor=request.user, **form.cohort())
         except DefinitionError as exc:
             add_definition_errors(form, exc)
@@ -396,8 +419,19 @@ def launch_rollout(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     launch = _launch(slug, pk)
     form = RolloutForm(request.POST)
     if form.is_valid():
+        percent = form.cleaned_data["percent"]
         try:
-            launch = services.launch_rollout(launch=launch, percent=form.cleaned_data["percent"], actor=request.user)
+            if changes.approval_required(launch.flag.environment):
+                proposal = changes.propose_action(
+                    flag=launch.flag,
+                    actor=request.user,
+                    action=FlagChangeRequest.Action.LAUNCH_ROLLOUT,
+                    arguments={"percent": percent},
+                    summary=f"roll {launch.flag.key} = {launch.variant} out to {percent} % of everyone",
+                )
+                messages.success(request, _proposed(proposal))
+                return redirect(launch.get_absolute_url())
+            launch = services.launch_rollout(launch=launch, percent=percent, actor=request.user)
         except DefinitionError as exc:
             add_definition_errors(form, exc)
         except DomainError as exc:

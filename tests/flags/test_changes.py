@@ -177,3 +177,164 @@ def test_admins_toggle_approval_on_the_flag_list(client: Client, production: Env
     assert changes.approval_required(production)
     page = client.get("/apps/checkout/flags/")
     assert b"Apply flag changes at once" in page.content
+
+
+# --- Dark launches and schedules where flag changes need approval ---------------------------------------
+
+A = FlagChangeRequest.Action
+
+
+def test_a_dark_launch_is_proposed_dry_run_then_started_when_approved(
+    gated: Environment, make_flag: Any, staff_segment: Any, release_manager: User, approver: User
+) -> None:
+    flag = make_flag("new-checkout")
+    with pytest.raises(DomainError, match="need approval"):
+        services.launch_start(flag=flag, variant="on", segments=["staff"], actor=release_manager)
+
+    request = changes.propose_action(
+        flag=flag,
+        actor=release_manager,
+        action=A.LAUNCH_START,
+        arguments={"variant": "on", "segments": ["staff"], "reason": "feedback from staff"},
+        summary="dark-launch new-checkout = on",
+    )
+
+    flag.refresh_from_db()
+    assert not flag.launches.exists() and flag.rules.get("rules", []) == []  # the dry run left nothing behind
+    assert request.status == S.PENDING
+    assert request.after["targeting"] != request.before["targeting"]  # approvers see what it will serve
+    assert not AuditEvent.objects.filter(action="dark_launch.started").exists()
+
+    changes.decide(request=request, actor=approver, approve=True, comment="go")
+
+    request.refresh_from_db()
+    launch = flag.launches.get()
+    assert request.status == S.APPLIED
+    assert launch.status == "active" and launch.cohort["segments"] == ["staff"]
+    assert launch.started_by == release_manager  # made on the proposer's behalf
+    started = AuditEvent.objects.get(action="dark_launch.started")
+    assert started.actor == release_manager and started.reason == "feedback from staff"
+    assert AuditEvent.objects.filter(action="flag_change.approved", actor=approver).exists()
+
+
+def test_a_launch_proposal_with_an_unknown_segment_is_refused_naming_the_field(
+    gated: Environment, make_flag: Any, release_manager: User
+) -> None:
+    from strategies.flags.definitions import DefinitionError
+
+    flag = make_flag("new-checkout")
+    with pytest.raises(DefinitionError) as refused:
+        changes.propose_action(
+            flag=flag,
+            actor=release_manager,
+            action=A.LAUNCH_START,
+            arguments={"variant": "on", "segments": ["nobody-knows"]},
+            summary="launch",
+        )
+    assert "segments" in refused.value.errors
+    assert not FlagChangeRequest.objects.exists()
+    assert not AuditEvent.objects.filter(action="flag_change.proposed").exists()
+
+
+def test_widening_and_rolling_out_a_launch_wait_for_approval_and_kill_does_not(
+    production: Environment,
+    make_flag: Any,
+    staff_segment: Any,
+    release_manager: User,
+    approver: User,
+    admin_user: User,
+) -> None:
+    flag = make_flag("new-checkout")
+    launch = services.launch_start(flag=flag, variant="on", segments=["staff"], actor=release_manager)
+    group = Group.objects.create(name="checkout-approvers")
+    approver.groups.add(group)
+    ApprovalPolicyFactory(environment=production, approvals_required=1, approver_groups=[group])
+    changes.set_approval(environment=production, on=True, actor=admin_user)
+
+    widen = changes.propose_action(
+        flag=flag, actor=release_manager, action=A.LAUNCH_WIDEN, arguments={"users": ["bob"]}, summary="widen"
+    )
+    changes.decide(request=widen, actor=approver, approve=True)
+    launch.refresh_from_db()
+    assert launch.cohort["users"] == ["bob"]
+
+    rollout = changes.propose_action(
+        flag=flag, actor=release_manager, action=A.LAUNCH_ROLLOUT, arguments={"percent": 20}, summary="20 %"
+    )
+    launch.refresh_from_db()
+    assert launch.rollout_percent == 0
+    changes.decide(request=rollout, actor=approver, approve=True)
+    launch.refresh_from_db()
+    assert launch.rollout_percent == 20
+
+    services.launch_kill(launch=launch, actor=release_manager, reason="errors up")  # never waits
+    launch.refresh_from_db()
+    assert launch.status == "killed"
+
+
+def test_an_approved_proposal_that_no_longer_applies_fails_with_the_reason(
+    gated: Environment, make_flag: Any, staff_segment: Any, release_manager: User, approver: User
+) -> None:
+    flag = make_flag("new-checkout")
+    request = changes.propose_action(
+        flag=flag, actor=release_manager, action=A.LAUNCH_START, arguments={"variant": "on", "users": ["a"]}, summary="x"
+    )
+    services.flag_kill(flag=flag, actor=release_manager, reason="incident")
+
+    changes.decide(request=request, actor=approver, approve=True)
+
+    request.refresh_from_db()
+    assert request.status == S.FAILED
+    assert "killed" in request.comment
+    assert not flag.launches.exists()
+    assert AuditEvent.objects.filter(action="flag_change.failed", object_id=str(request.pk)).exists()
+
+
+def test_a_ramp_is_proposed_and_scheduled_when_approved(
+    gated: Environment, make_flag: Any, release_manager: User, approver: User
+) -> None:
+    from datetime import timedelta
+
+    from portal import clock
+
+    flag = make_flag("new-checkout")
+    start = clock.now() + timedelta(days=1)
+    steps = [(start, 10), (start + timedelta(days=1), 50), (start + timedelta(days=2), 100)]
+    request = changes.propose_action(
+        flag=flag,
+        actor=release_manager,
+        action=A.SCHEDULE,
+        arguments={"kind": "ramp", "variant": "on", "steps": steps},
+        summary="ramp on over three days",
+    )
+    assert not flag.schedules.exists()
+
+    changes.decide(request=request, actor=approver, approve=True)
+
+    schedule = flag.schedules.get()
+    assert schedule.status == "pending" and [s["percent"] for s in schedule.steps] == [10, 50, 100]
+    assert schedule.next_at == start
+    assert schedule.created_by == release_manager
+
+
+def test_proposals_reach_the_approvals_inbox_and_its_count(
+    client: Client, gated: Environment, make_flag: Any, release_manager: User, approver: User
+) -> None:
+    flag = make_flag("new-checkout")
+    client.force_login(release_manager)
+    response = client.post(
+        f"/apps/checkout/flags/{flag.pk}/launch", {"variant": "on", "users": "alice, bob", "reason": "try it"}
+    )
+    assert response.status_code == 302 and response["Location"] == flag.get_absolute_url()
+    request = FlagChangeRequest.objects.get()
+    assert request.action == A.LAUNCH_START and request.arguments["users"] == ["alice", "bob"]
+    assert not flag.launches.exists()
+
+    client.force_login(approver)
+    inbox = client.get("/approvals/")
+    assert f"#{request.pk} dark-launch new-checkout = on".encode() in inbox.content
+    assert b"Start a dark launch" in inbox.content
+    from releases.selectors import inbox_count
+
+    assert inbox_count(approver) == 1
+    assert inbox_count(release_manager) == 0  # the proposer is no approver

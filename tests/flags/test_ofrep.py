@@ -10,8 +10,8 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from releases.models import AuditEvent, Environment
-from strategies.flags import evaluation, services
-from strategies.flags.models import FlagApiKey, FlagEventBucket
+from strategies.flags import evaluation, freshness, services
+from strategies.flags.models import FlagApiKey, FlagEventBucket, FlagSet
 
 from .conftest import KEY
 
@@ -217,11 +217,68 @@ def test_a_warm_cache_evaluates_without_a_query_and_a_request_costs_one(
     with django_assert_num_queries(0):
         flag_set = evaluation.compiled(environment_id, evaluation._cache[environment_id].revision)
         results = evaluation.evaluate_all(flag_set, evaluation.parse_context({"targetingKey": "u"}))
-    with django_assert_num_queries(1):  # the key, its environment and the flag revision, in one
+    with django_assert_num_queries(0):  # the key is remembered, the revision comes with the rate limit's round trip
         response = post(client, "/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u"}})
+        single = evaluate(client, "flag-0", {"targetingKey": "u"})
 
     assert len(results) == 5
     assert response.status_code == 200
+    assert single.status_code == 200
+
+
+def test_a_remembered_key_is_refused_as_soon_as_it_is_revoked(
+    client: Client, api_key: str, make_flag: Any, release_manager: User
+) -> None:
+    make_flag()
+    assert evaluate(client, "new-checkout", {"targetingKey": "u"}).status_code == 200
+    assert evaluate(client, "new-checkout", {"targetingKey": "u"}).status_code == 200  # from memory now
+
+    services.api_key_revoke(key=FlagApiKey.objects.get(), actor=release_manager)
+
+    assert evaluate(client, "new-checkout", {"targetingKey": "u"}).status_code == 401
+
+
+def test_a_committed_change_is_announced_and_served_without_a_query(
+    client: Client,
+    api_key: str,
+    make_flag: Any,
+    release_manager: User,
+    django_assert_num_queries: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    flag = make_flag()
+    assert evaluate(client, "new-checkout", {"targetingKey": "u"}).json()["value"] is False
+
+    with django_capture_on_commit_callbacks(execute=True) as announced:  # what runs once the change commits
+        services.flag_update(flag=flag, actor=release_manager, default_variant="on")
+
+    assert announced
+
+    revision = int(freshness.connection().get(freshness.revision_key(flag.environment_id)))
+    assert revision == FlagSet.objects.get(environment_id=flag.environment_id).revision
+    assert evaluate(client, "new-checkout", {"targetingKey": "u"}).json()["value"] is True  # compiles it once
+    with django_assert_num_queries(0):
+        assert evaluate(client, "new-checkout", {"targetingKey": "u"}).json()["value"] is True
+
+
+def test_without_redis_keys_and_revisions_come_from_the_database(
+    client: Client, api_key: str, make_flag: Any, release_manager: User
+) -> None:
+    flag = make_flag()
+    assert evaluate(client, "new-checkout", {"targetingKey": "u"}).json()["value"] is False
+    nobody_listens = "redis://127.0.0.1:1/0"  # a closed port: every Redis call fails at once
+    with override_settings(REDIS_URL=nobody_listens):
+        freshness._redis = None
+        try:
+            services.flag_update(flag=flag, actor=release_manager, default_variant="on")
+            answer = evaluate(client, "new-checkout", {"targetingKey": "u"})
+            services.api_key_revoke(key=FlagApiKey.objects.get(), actor=release_manager)
+            refused = evaluate(client, "new-checkout", {"targetingKey": "u"})
+        finally:
+            freshness._redis = None
+    assert answer.status_code == 200
+    assert answer.json()["value"] is True
+    assert refused.status_code == 401
 
 
 def test_a_change_invalidates_the_cache(client: Client, api_key: str, make_flag: Any, release_manager: User) -> None:
