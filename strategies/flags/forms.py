@@ -22,7 +22,7 @@ from .definitions import (
     format_split,
     parse_split,
 )
-from .models import Flag, FlagType, Segment
+from .models import Flag, FlagType, Segment, flag_key_validator
 
 CONDITION_ROWS = 3
 ATTRIBUTE_HELP = (
@@ -124,7 +124,11 @@ class FlagForm(forms.Form):
     error_fields = {"fallthrough": "everyone_else", "flag_type": "flag_type"}
 
     environment = forms.ModelChoiceField(queryset=None, empty_label=None)
-    key = forms.CharField(max_length=100, help_text="How the code asks for the flag, e.g. new-checkout.")
+    key = forms.CharField(
+        max_length=100,
+        validators=[flag_key_validator],  # the model's rule, as a field error here rather than a 500 in the service
+        help_text="How the code asks for the flag, e.g. new-checkout.",
+    )
     flag_type = forms.ChoiceField(label="Type", choices=FlagType.choices, initial=FlagType.BOOLEAN)
     variants = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),

@@ -99,11 +99,11 @@ class LaunchFigures:
             return "Too few reported events to compare yet (30 a side at least)."
         worse = []
         if self.error_p_value is not None and self.error_p_value < 0.01:
-            worse.append("more errors")
+            worse.append("has more errors")
         if self.latency_p_value is not None and self.latency_p_value < 0.01:
-            worse.append("slower")
+            worse.append("is slower")
         if worse:
-            return f"The cohort is {' and '.join(worse)} than everyone else (p < 0.01)."
+            return f"The cohort {' and '.join(worse)} than everyone else (p < 0.01)."
         return "No significant difference between the cohort and everyone else."
 
 

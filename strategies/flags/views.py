@@ -363,6 +363,10 @@ def _launch(slug: str, pk: int) -> DarkLaunch:
     )
 
 
+# Both forms of the launch page have a "percent": distinct ids, so that each label names its own input.
+WIDEN_ID, ROLLOUT_ID = "widen_%s", "rollout_%s"
+
+
 def _launch_page(request: HttpRequest, launch: DarkLaunch, *, status: int = 200, **forms: Any) -> HttpResponse:
     context = {
         "application": launch.flag.environment.application,
@@ -370,9 +374,9 @@ def _launch_page(request: HttpRequest, launch: DarkLaunch, *, status: int = 200,
         "flag": launch.flag,
         "cohort": selectors.cohort_summary(launch),
         "figures": selectors.launch_figures(launch),
-        "widen_form": forms.get("widen_form") or CohortForm(flag=launch.flag),
+        "widen_form": forms.get("widen_form") or CohortForm(flag=launch.flag, auto_id=WIDEN_ID),
         "rollout_form": forms.get("rollout_form")
-        or RolloutForm(initial={"percent": min(100, max(10, launch.rollout_percent * 2 or 10))}),
+        or RolloutForm(initial={"percent": min(100, max(10, launch.rollout_percent * 2 or 10))}, auto_id=ROLLOUT_ID),
     }
     if partial_requested(request):
         return render(request, "flags/launch_detail.html#figures", context, status=status)
@@ -389,7 +393,7 @@ def launch_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @role_required(Role.RELEASE_MANAGER)
 def launch_widen(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     launch = _launch(slug, pk)
-    form = CohortForm(request.POST, flag=launch.flag)
+    form = CohortForm(request.POST, flag=launch.flag, auto_id=WIDEN_ID)
     if form.is_valid():
         try:
             if changes.approval_required(launch.flag.environment):
@@ -417,7 +421,7 @@ def launch_widen(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @role_required(Role.RELEASE_MANAGER)
 def launch_rollout(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     launch = _launch(slug, pk)
-    form = RolloutForm(request.POST)
+    form = RolloutForm(request.POST, auto_id=ROLLOUT_ID)
     if form.is_valid():
         percent = form.cleaned_data["percent"]
         try:

@@ -61,6 +61,7 @@ def test_a_release_manager_creates_a_toggle_in_the_browser(
         ),
         ({"flag_type": "string", "variants": "a = x", "default_variant": "b"}, "default_variant", "'b' is not one of"),
         ({"flag_type": "object", "variants": "a = [1]", "default_variant": "a"}, "variants", "not a JSON object"),
+        ({"key": "new checkout!", "flag_type": "boolean", "default_variant": "off"}, "key", "Use letters, digits"),
     ],
 )
 def test_the_form_refuses_bad_input_naming_the_field(
