@@ -13,6 +13,7 @@ from rq import cron
 from releases.audit_chain import seal_audit_chain_job, verify_audit_chain_job
 from releases.jobs import expire_approval_requests, remind_approvers
 from strategies.engine import recover_operations_job
+from strategies.experiments.jobs import ANALYSIS_SWEEP_SECONDS, analyse_experiments
 from strategies.flags.jobs import apply_due_flag_schedules
 from strategies.jobs import auto_promote_job
 
@@ -23,3 +24,4 @@ cron.register(auto_promote_job, queue_name="operations", interval=settings.AUTO_
 cron.register(apply_due_flag_schedules, queue_name="default", interval=settings.FLAG_SCHEDULE_SWEEP_SECONDS)
 cron.register(seal_audit_chain_job, queue_name="default", interval=settings.AUDIT_SEAL_SWEEP_SECONDS)
 cron.register(verify_audit_chain_job, queue_name="default", interval=settings.AUDIT_VERIFY_SWEEP_SECONDS)
+cron.register(analyse_experiments, queue_name="default", interval=ANALYSIS_SWEEP_SECONDS)

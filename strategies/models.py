@@ -1,5 +1,12 @@
 """The strategies app's models: the feature-flag models live in `strategies.flags.models`."""
 
+from .experiments.models import (
+    Experiment,
+    ExperimentEventReceipt,
+    ExperimentExposure,
+    ExperimentMetricValue,
+    ExperimentSnapshot,
+)
 from .flags.models import (
     DarkLaunch,
     Flag,
@@ -15,6 +22,11 @@ from .flags.models import (
 
 __all__ = [
     "DarkLaunch",
+    "Experiment",
+    "ExperimentEventReceipt",
+    "ExperimentExposure",
+    "ExperimentMetricValue",
+    "ExperimentSnapshot",
     "Flag",
     "FlagApiKey",
     "FlagApprovalSetting",

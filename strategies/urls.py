@@ -15,4 +15,5 @@ urlpatterns = [
     path("apps/<slug:slug>/rings/<int:pk>/edit", views.ring_edit, name="ring_edit"),
     path("apps/<slug:slug>/rings/<int:pk>/delete", views.ring_delete, name="ring_delete"),
     path("", include("strategies.flags.urls")),
+    path("", include("strategies.experiments.urls")),
 ]

@@ -136,3 +136,6 @@ def seed_flags(*, log: Callable[[str], None] = print) -> None:
         made.append("the demo API key")
     if made:
         log(f"{application.name} flags: {', '.join(made)}")
+    from strategies.experiments.demo import seed_experiments  # the experiments build on the flags above
+
+    seed_experiments(log=log)
