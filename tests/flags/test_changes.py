@@ -277,7 +277,11 @@ def test_an_approved_proposal_that_no_longer_applies_fails_with_the_reason(
 ) -> None:
     flag = make_flag("new-checkout")
     request = changes.propose_action(
-        flag=flag, actor=release_manager, action=A.LAUNCH_START, arguments={"variant": "on", "users": ["a"]}, summary="x"
+        flag=flag,
+        actor=release_manager,
+        action=A.LAUNCH_START,
+        arguments={"variant": "on", "users": ["a"]},
+        summary="x",
     )
     services.flag_kill(flag=flag, actor=release_manager, reason="incident")
 
