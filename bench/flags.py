@@ -2,7 +2,7 @@
 
 Run on demand, never part of the test suite:
 
-    .venv/bin/python bench/flags.py --seconds 15 --clients 4
+    .venv/bin/python bench/flags.py --seconds 15        # needs wrk (Debian package `wrk`)
 
 Its own PostgreSQL database `slipway_bench_flags` (dropped and re-created each run), Redis db 12
 (`--redis-db`, flushed; 0 and 15 refused). Seeds one application's production environment with 50
@@ -14,11 +14,13 @@ string flags — and an evaluation API key.
     (the compiled, cached flagd document, as OFREP uses it) for a mix of contexts, against the
     equivalent GrowthBook feature (two rules with conditions, then `force: true` with coverage 0.25)
     evaluated locally with `growthbook` (one instance, `set_attributes` + `eval_feature`).
-(b) OFREP over HTTP: gunicorn with `--workers` (2) sync workers on 127.0.0.1:8098 and `--clients`
-    load-generator processes (closed loop, one keep-alive connection each, `requests`): single
-    evaluation, bulk (50 flags) and bulk with If-None-Match (304), `--seconds` each. Requests/s and
-    client-observed p50/p95/p99. FLAGS_RATE_LIMIT_PER_MINUTE is raised so the limiter (one Redis
-    round trip per request, still made) never answers 429. Figures: bench/README.md.
+(b) OFREP over HTTP: gunicorn with `--workers` (2) gthread workers x `--threads` (2) on 127.0.0.1:8098,
+    the load from wrk (`--connections` keep-alive connections, a Lua script posting the contexts in
+    turn): single evaluation, bulk (50 flags) and bulk with If-None-Match (304), `--seconds` each.
+    Requests/s and p50/p95/p99 as wrk measured them. FLAGS_RATE_LIMIT_PER_MINUTE is raised so the
+    limiter (one Redis round trip per request, still made) never answers 429.
+(c) The server's CPU and wall time per OFREP request through Django's WSGI handler in process.
+Figures: bench/README.md.
 """
 
 from __future__ import annotations

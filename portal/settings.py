@@ -59,13 +59,29 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from NAME, or read from the file that NAME_FILE names (container secrets, Key Vault mounts).
+
+    Setting both is refused, so that nobody wonders which one is in force.
+    """
+    path = os.environ.get(f"{name}_FILE", "")
+    if path:
+        if os.environ.get(name):
+            raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both")
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE names {path!r}, which cannot be read: {exc.strerror}") from None
+    return os.environ.get(name, default)
+
+
 DEBUG = env_bool("DEBUG", False)
 
-SECRET_KEY = env_str("SECRET_KEY")
+SECRET_KEY = env_secret("SECRET_KEY")  # or SECRET_KEY_FILE
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set SECRET_KEY in the environment (production), "
+            "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE) in the environment (production), "
             "or DEBUG=1 for local development, which uses a fixed development key."
         )
     SECRET_KEY = "django-insecure-slipway-local-development-only"  # noqa: S105 - DEBUG only
@@ -85,12 +101,15 @@ INSTALLED_APPS = [
     "django.contrib.postgres",  # the audit trail's full-text index and search (a no-op on SQLite)
     "django_htmx",
     "django_rq",
+    "axes",  # login throttling (see "Sign-in" below)
     "portal",
     "releases",
     "strategies",
 ]
 
 MIDDLEWARE = [
+    # First: the request id, one log line and the request metrics per request (docs/deployment.md).
+    "portal.observability.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The key-authenticated APIs that applications call per request skip the rest (portal/shortcut.py).
     "portal.shortcut.KeyedApiShortcut",
@@ -106,6 +125,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "portal.timezones.UserTimezoneMiddleware",
     "releases.audit.AuditContextMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into the locked-out page
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -153,7 +173,11 @@ RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_DEFAULT_TIMEOUT}
     for name in ("operations", "notifications", "default")
 }
-RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ = {
+    "COMMIT_MODE": "on_db_commit",
+    # RQ's forking worker plus job counts/durations for /metrics (portal.observability).
+    "WORKER_CLASS": env_str("RQ_WORKER_CLASS", "portal.observability.MetricsWorker"),
+}
 RQ_SHOW_ADMIN_LINK = True
 
 # --- Auth ---------------------------------------------------------------------------------------
@@ -166,9 +190,93 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 12)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 8)  # seconds a session lives after its last change
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+
+# --- Sign-in: single sign-on (OpenID Connect), sessions, login throttling ----------------------------------
+# Read with docs/deployment-security.md. Local accounts always work (bootstrap and break-glass); single
+# sign-on is on when OIDC_ISSUER is set, and then needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or _FILE).
+# Endpoints and signing keys come from the issuer's discovery document (portal.oidc); ID tokens are checked
+# for signature (RS256 against the JWKS), issuer, audience, expiry and nonce; groups map to roles.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
+# Lax, not Strict: the identity provider's redirect back to /oidc/callback/ must carry the session cookie.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+if SESSION_COOKIE_AGE < 60:
+    raise ImproperlyConfigured(f"SESSION_COOKIE_AGE must be at least 60 seconds, not {SESSION_COOKIE_AGE}")
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username + address before any check
+    "django.contrib.auth.backends.ModelBackend",  # local accounts
+    "portal.oidc.SlipwayOIDCBackend",  # answers only on /oidc/callback/ with a code, and only when configured
+]
+
+OIDC_ISSUER = env_str("OIDC_ISSUER").rstrip("/")
+OIDC_ENABLED = bool(OIDC_ISSUER)
+OIDC_RP_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_secret("OIDC_CLIENT_SECRET")  # or OIDC_CLIENT_SECRET_FILE
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = env_str("OIDC_SCOPES", "openid profile email")
+OIDC_GROUP_CLAIM = env_str("OIDC_GROUP_CLAIM", "groups")
+OIDC_BUTTON_LABEL = env_str("OIDC_BUTTON_LABEL", "Sign in with Microsoft")
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10)  # seconds for each call to the issuer
+OIDC_CLOCK_SKEW_SECONDS = env_int("OIDC_CLOCK_SKEW_SECONDS", 60)
+OIDC_DISCOVERY_CACHE_SECONDS = env_int("OIDC_DISCOVERY_CACHE_SECONDS", 3600)
+OIDC_USE_NONCE = True
+OIDC_USE_PKCE = True
+OIDC_STORE_ACCESS_TOKEN = False
+OIDC_STORE_ID_TOKEN = False
+OIDC_OP_LOGOUT_URL_METHOD = "portal.oidc.provider_logout_url"
+OIDC_ROLE_NAMES = ("viewer", "approver", "release_manager", "admin")
+
+
+def _oidc_role_map(raw: str) -> dict[str, frozenset[str]]:
+    """`"<group>=approver,<group>=release_manager"` → {group: {roles}}; a group may be named twice."""
+    mapping: dict[str, set[str]] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        group, sep, role = item.rpartition("=")
+        role = role.strip().lower().replace(" ", "_")
+        if not sep or not group.strip() or role not in OIDC_ROLE_NAMES:
+            raise ImproperlyConfigured(
+                f"OIDC_ROLE_MAP entries are <group id or name>=<{'|'.join(OIDC_ROLE_NAMES)}>, not {item!r}"
+            )
+        mapping.setdefault(group.strip(), set()).add(role)
+    return {group: frozenset(roles) for group, roles in mapping.items()}
+
+
+OIDC_ROLE_MAP = _oidc_role_map(env_str("OIDC_ROLE_MAP"))
+if OIDC_ENABLED:
+    if not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+        raise ImproperlyConfigured("OIDC_ISSUER is set: set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or _FILE) too")
+    from urllib.parse import urlsplit as _urlsplit
+
+    _issuer = _urlsplit(OIDC_ISSUER)
+    if not (_issuer.scheme == "https" or (_issuer.scheme == "http" and _issuer.hostname in {"127.0.0.1", "localhost"})):
+        raise ImproperlyConfigured(f"OIDC_ISSUER must be an https:// URL, not {OIDC_ISSUER!r}")
+
+# Login throttling (django-axes): AXES_FAILURE_LIMIT failed passwords for one username from one address lock
+# that pair out for AXES_COOLOFF_MINUTES; a successful sign-in resets the count. The locked-out page says so.
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured("AXES_FAILURE_LIMIT and AXES_COOLOFF_MINUTES must be at least 1")
+from datetime import timedelta as _timedelta  # noqa: E402
+
+AXES_COOLOFF_TIME = _timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "portal.security.locked_out"  # templates/registration/locked_out.html
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Quiet: no banner on every start (it would land in the stdout of management commands); failures are still logged.
+AXES_VERBOSE = env_bool("AXES_VERBOSE", False)
+# Behind TLS-terminating proxies (App Service, Front Door) the client is the AXES_TRUSTED_PROXY_COUNT-th
+# address from the right of X-Forwarded-For; 0 (the default) uses the connection's address.
+AXES_TRUSTED_PROXY_COUNT = env_int("AXES_TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "portal.security.client_ip"
 
 # --- Security headers (production values whenever DEBUG is off) ---------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -211,7 +319,7 @@ if _email_backend == "django.core.mail.backends.smtp.EmailBackend":
         "host": env_str("EMAIL_HOST", "localhost"),
         "port": env_int("EMAIL_PORT", 25),
         "username": env_str("EMAIL_HOST_USER"),
-        "password": env_str("EMAIL_HOST_PASSWORD"),
+        "password": env_secret("EMAIL_HOST_PASSWORD"),
         "use_tls": env_bool("EMAIL_USE_TLS", False),
         "timeout": env_int("EMAIL_TIMEOUT", 20),
     }
@@ -295,7 +403,7 @@ AZURE_RESOURCE_MANAGER_URL = env_str("AZURE_RESOURCE_MANAGER_URL", "https://mana
 AZURE_AUTHORITY_HOST = env_str("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
 AZURE_TENANT_ID = env_str("AZURE_TENANT_ID")
 AZURE_CLIENT_ID = env_str("AZURE_CLIENT_ID")
-AZURE_CLIENT_SECRET = env_str("AZURE_CLIENT_SECRET")
+AZURE_CLIENT_SECRET = env_secret("AZURE_CLIENT_SECRET")
 AZURE_POLLING_INTERVAL = env_int("AZURE_POLLING_INTERVAL", 15)  # seconds between long-running-operation polls
 AZURE_HTTP_TIMEOUT = env_int("AZURE_HTTP_TIMEOUT", 30)
 AZURE_VERSION_SETTING = env_str("AZURE_VERSION_SETTING", "SLIPWAY_VERSION")  # app setting holding the version
@@ -333,18 +441,60 @@ for _name in ("API_RATE_LIMIT_PER_MINUTE", "API_IDEMPOTENCY_KEY_HOURS", "API_MAX
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}")
 
-# Feature flags (strategies.flags): OFREP / flagd-sync / events calls one flag API key may make per minute.
-# Paths of the APIs authenticated by a flag API key, which take the short middleware path.
+# Paths of the APIs authenticated by a flag API key, which take the short middleware path (portal/shortcut.py)
+# and whose answered calls get no request log line unless LOG_KEYED_API_REQUESTS (failures always do).
 KEYED_API_PREFIXES = ("/ofrep/", "/flags/sync/", "/flags/api/", "/experiments/api/")
+LOG_KEYED_API_REQUESTS = env_bool("LOG_KEYED_API_REQUESTS", False)
+# Feature flags (strategies.flags): OFREP / flagd-sync / events calls one flag API key may make per minute.
 FLAGS_RATE_LIMIT_PER_MINUTE = env_int("FLAGS_RATE_LIMIT_PER_MINUTE", 6000)
 if FLAGS_RATE_LIMIT_PER_MINUTE < 1:
     raise ImproperlyConfigured(f"FLAGS_RATE_LIMIT_PER_MINUTE must be at least 1, not {FLAGS_RATE_LIMIT_PER_MINUTE}")
 
+# --- Logging and metrics (docs/deployment.md) --------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line on stdout (time, level, logger, message, and request_id, user,
+# path, status, duration_ms on requests, job_id in jobs); text: plain lines. Default: text with DEBUG, else json.
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json").strip().lower()
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}")
+# Where log lines go: stdout (the container convention) or stderr (keeps a command's own output clean).
+LOG_STREAM = env_str("LOG_STREAM", "stdout").strip().lower()
+if LOG_STREAM not in {"stdout", "stderr"}:
+    raise ImproperlyConfigured(f"LOG_STREAM must be stdout or stderr, not {LOG_STREAM!r}")
+# /metrics: with METRICS_TOKEN set, scrapers send `Authorization: Bearer <token>`; unset, only loopback may scrape.
+METRICS_TOKEN = env_secret("METRICS_TOKEN")  # or METRICS_TOKEN_FILE
+# Probes and scrapers reach the processes directly over plain HTTP (the TLS proxy is in front of users only):
+# /healthz, /readyz and /metrics are answered rather than redirected to https when SECURE_SSL_REDIRECT is on.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
+# Prometheus multiprocess mode (gunicorn with several workers, RQ workers on the same host): every process writes
+# its metrics under PROMETHEUS_MULTIPROC_DIR, which must exist before prometheus-client creates a metric.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+# Filters applied, in this order, to every line the console handler writes. The redaction filter (no secrets in
+# logs) is added here by name, e.g. LOG_FILTERS["redact"] = {"()": "portal.<module>.<Filter>"}.
+LOG_FILTERS: dict[str, dict[str, str]] = {"context": {"()": "portal.observability.LogContextFilter"}}
+# Last: masks tokens, keys, passwords and Authorization values in the message and every added field.
+LOG_FILTERS["redact"] = {"()": "portal.redaction.RedactingFilter"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": LOG_FILTERS,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": f"ext://sys.{LOG_STREAM}",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": list(LOG_FILTERS),
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # azure-core logs every ARM request at INFO (Authorization redacted); warnings are enough.
     "loggers": {
@@ -352,5 +502,7 @@ LOGGING = {
         "azure": {"level": "WARNING"},
         # urllib3 logs request paths at DEBUG, and an incoming webhook's path is its credential.
         "urllib3": {"level": "WARNING"},
+        # One line per request from portal.observability (LOG_REQUESTS=0 silences it, e.g. behind an access log).
+        "slipway.request": {"level": "INFO" if env_bool("LOG_REQUESTS", True) else "WARNING"},
     },
 }

@@ -5,12 +5,15 @@ from django.urls import include, path
 from releases.api import urls as api_urls
 from releases.simulator import urls as simulator_urls
 
-from . import views
+from . import oidc, views
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", oidc.SignInView.as_view(), name="login"),  # the SSO button above the local form
+    path("oidc/", include(oidc.urlpatterns)),  # single sign-on (portal/oidc.py)
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="prometheus_metrics"),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
     path("sim/", include("releases.simulator.urls")),

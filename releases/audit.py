@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.http import HttpRequest, HttpResponse
 
 from portal import clock
+from portal.redaction import redact_data, redact_text
 
 from .models import Application, AuditEvent
 
@@ -44,7 +45,8 @@ class AuditContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        # The request id portal.observability gave the request (its log line and response header), if it ran.
+        request_id = getattr(request, "request_id", "") or request.headers.get("X-Request-ID") or uuid.uuid4().hex
         with origin(
             via="web",
             request_id=request_id[:64],
@@ -93,10 +95,11 @@ def audit_record(
         action=action,
         object_type=obj._meta.label_lower,
         object_id=str(obj.pk),
-        object_repr=str(obj)[:300],
+        object_repr=redact_text(str(obj))[:300],
         application=application,
-        before=before,
-        after=after,
-        reason=reason,
+        # Defence in depth: services keep secrets out of before/after; shaped ones are masked here too.
+        before=redact_data(before),
+        after=redact_data(after),
+        reason=redact_text(reason),
         origin=current_origin(),
     )

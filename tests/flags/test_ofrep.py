@@ -383,3 +383,19 @@ def test_an_unchanged_bulk_answer_is_a_304_without_an_evaluation(
     )
 
     assert other.status_code == 200 and len(evaluated) == 1 and other.headers["ETag"] != first.headers["ETag"]
+
+
+def test_answered_calls_are_counted_but_not_logged_line_by_line_and_failures_are(
+    client: Client, api_key: str, make_flag: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from portal.observability import HTTP_REQUESTS
+
+    make_flag()
+    before = HTTP_REQUESTS.labels("ofrep_evaluate_flag", "POST", "200")._value.get()
+    with caplog.at_level("INFO", logger="slipway.request"):
+        assert evaluate(client, "new-checkout", {"targetingKey": "u"}).status_code == 200
+        assert evaluate(client, "new-checkout", {"targetingKey": "u"}, key="slwf_nope").status_code == 401
+
+    logged = [r.getMessage() for r in caplog.records if r.name == "slipway.request"]
+    assert HTTP_REQUESTS.labels("ofrep_evaluate_flag", "POST", "200")._value.get() == before + 1
+    assert len(logged) == 1 and logged[0].startswith("POST /ofrep/v1/evaluate/flags/new-checkout 401 ")

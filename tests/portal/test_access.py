@@ -37,13 +37,21 @@ class Access:
     method: str = "GET"
     api: bool = False  # the REST API: no sign-in page, a 401 problem document instead
     key: bool = False  # the flags' OFREP / sync / events APIs: a flag API key, or a 401 JSON answer
+    anonymous_status: int = 200  # what a PUBLIC page answers an anonymous GET (tests/security covers the rest)
 
 
 # Every named route of our own apps, and what it takes to use it.
 ACCESS: dict[str, Access] = {
     "login": Access(PUBLIC),
+    # Single sign-on (portal/oidc.py): public, they are how one signs in. Without OIDC_ISSUER (as here) the
+    # first two answer "not configured" / "sign-in failed"; the logout is POST only. tests/security/test_oidc.py.
+    "oidc_authentication_init": Access(PUBLIC, anonymous_status=404),
+    "oidc_authentication_callback": Access(PUBLIC, anonymous_status=404),
+    "oidc_logout": Access(PUBLIC, method="POST", anonymous_status=405),
     "logout": Access(SIGNED_IN, method="POST"),
     "healthz": Access(PUBLIC),
+    "readyz": Access(PUBLIC),
+    "prometheus_metrics": Access(PUBLIC),  # no sign-in: a bearer token, or loopback only (tests/deploy)
     "dashboard": Access(Role.VIEWER),
     "application_detail": Access(Role.VIEWER),
     "application_create": Access(Role.ADMIN),
@@ -131,6 +139,16 @@ ACCESS: dict[str, Access] = {
     "ofrep_configuration": Access(PUBLIC, key=True),
     "flagd_sync": Access(PUBLIC, key=True),
     "flag_events": Access(PUBLIC, method="POST", key=True),
+    # Experiments: viewers read the results (and may recompute them); release managers create, start, stop, ship.
+    "experiments_overview": Access(Role.VIEWER),
+    "experiment_create": Access(Role.RELEASE_MANAGER),
+    "experiment_power": Access(Role.RELEASE_MANAGER, method="POST"),
+    "experiment_detail": Access(Role.VIEWER),
+    "experiment_recompute": Access(Role.VIEWER, method="POST"),
+    "experiment_start": Access(Role.RELEASE_MANAGER, method="POST"),
+    "experiment_stop": Access(Role.RELEASE_MANAGER, method="POST"),
+    "experiment_ship": Access(Role.RELEASE_MANAGER, method="POST"),
+    "experiment_events": Access(PUBLIC, method="POST", key=True),
     # Outgoing webhooks: viewers see subscriptions and deliveries, release managers change them.
     "webhook_list": Access(Role.VIEWER),
     "webhook_create": Access(Role.RELEASE_MANAGER),
@@ -270,7 +288,7 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(route: Route, client: Client, u
         assert response.status_code == 401
         assert response.headers["Content-Type"] == "application/problem+json"
     elif access.needs == PUBLIC:
-        assert response.status_code == 200
+        assert response.status_code == access.anonymous_status
     else:
         assert response.status_code == 302
         assert response.headers["Location"] == f"{reverse('login')}?next={quote(url)}"

@@ -71,10 +71,13 @@ def test_a_malformed_setting_stops_the_start_with_a_message_naming_it(name: str,
 
 @pytest.mark.django_db
 def test_the_health_check_answers_anonymously_when_database_and_redis_answer(client: Client) -> None:
+    # /healthz is liveness only (tests/deploy covers it); /readyz checks the database, migrations and Redis.
     response = client.get(reverse("healthz"))
+    ready = client.get(reverse("readyz"))
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert response.json() == {"status": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "migrations": "ok", "redis": "ok"}
     assert "no-cache" in response.headers["Cache-Control"]
 
 
@@ -84,10 +87,12 @@ def test_the_health_check_reports_redis_down_as_degraded(client: Client) -> None
     unreachable = {name: {"URL": "redis://127.0.0.1:9/15"} for name in settings.RQ_QUEUES}
 
     with override_settings(RQ_QUEUES=unreachable):
-        response = client.get(reverse("healthz"))
+        live = client.get(reverse("healthz"))
+        response = client.get(reverse("readyz"))
 
+    assert live.status_code == 200  # liveness asks no dependency: a Redis outage restarts nothing
     assert response.status_code == 503
-    assert response.json() == {"status": "degraded", "checks": {"database": "ok", "redis": "error: ConnectionError"}}
+    assert response.json()["checks"] == {"database": "ok", "migrations": "ok", "redis": "error: ConnectionError"}
 
 
 @pytest.mark.django_db
