@@ -32,6 +32,8 @@ from typing import Any
 
 import django_rq
 from django.conf import settings
+from django.db import Error as DatabaseError
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F, Q
 from rq import get_current_job
@@ -95,7 +97,12 @@ def run_operation(operation_id: int) -> dict[str, Any]:
     job = get_current_job()
     runner = job.id if job else f"inline-{uuid.uuid4().hex[:12]}"
     with origin(via="job", job_id=runner):
-        if not _claim(operation_id, runner):
+        try:
+            claimed = _claim(operation_id, runner)
+        except Exception:
+            _release_claim(operation_id, runner)  # the claiming UPDATE committed before the audited part failed
+            raise
+        if not claimed:
             return {"skipped": "not runnable, or another runner holds it"}
         log.info("operation %s claimed by %s", operation_id, runner, **_event("claimed", operation_id))
         try:
@@ -104,7 +111,25 @@ def run_operation(operation_id: int) -> dict[str, Any]:
             log.warning("%s", exc)
             return {"skipped": str(exc)}
         finally:
-            Operation.objects.filter(pk=operation_id, runner=runner).update(runner="")
+            _release_claim(operation_id, runner)
+
+
+def _release_claim(operation_id: int, runner: str) -> None:
+    """Give the claim up, so the recovery pass may re-enqueue the operation without waiting for staleness.
+
+    If the run ended because the database connection died (the server terminated it, a failover), this
+    connection cannot clear the claim: it is closed and the claim cleared on a new one. Before, the claim
+    stayed until the heartbeat went stale (OPERATION_HEARTBEAT_STALE_SECONDS) and the operation sat idle
+    that long (found by tests/faults/test_database_connection_dropped.py).
+    """
+    try:
+        Operation.objects.filter(pk=operation_id, runner=runner).update(runner="")
+    except DatabaseError:
+        if db_connection.in_atomic_block:  # never close a connection under a caller's transaction
+            raise
+        log.warning("operation %s: the database connection was lost; releasing the claim on a new one", operation_id)
+        db_connection.close()
+        Operation.objects.filter(pk=operation_id, runner=runner).update(runner="")
 
 
 def _claim(operation_id: int, runner: str) -> bool:
@@ -118,7 +143,7 @@ def _claim(operation_id: int, runner: str) -> bool:
     if not claimed:
         return False
     with transaction.atomic():
-        operation = Operation.objects.select_for_update().get(pk=operation_id)
+        operation = Operation.objects.select_for_update(no_key=True).get(pk=operation_id)
         if operation.status == OperationStatus.PENDING:
             before = snapshot(operation, OPERATION_AUDIT_FIELDS)
             Operation.objects.filter(pk=operation_id, status=OperationStatus.PENDING).update(
@@ -278,7 +303,7 @@ def compensate(*, operation_id: int, error: str, actor: Any, reason: str = "") -
     A step running right now is left to its runner (who reads the new status before the next step).
     """
     with transaction.atomic():
-        operation = Operation.objects.select_for_update().select_related("application").get(pk=operation_id)
+        operation = Operation.objects.select_for_update(no_key=True).select_related("application").get(pk=operation_id)
         if operation.status not in (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.PAUSED):
             return operation
         before = snapshot(operation, OPERATION_AUDIT_FIELDS)
@@ -320,7 +345,7 @@ def _close(operation: Operation) -> None:
     """Every step is done: a rollback that completed rolls the release back; a plan without a final step succeeds."""
     now = clock.now()
     with transaction.atomic():
-        current = Operation.objects.select_for_update().get(pk=operation.pk)
+        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
         if current.status not in (OperationStatus.RUNNING, OperationStatus.ROLLING_BACK):
             return
         before = snapshot(current, OPERATION_AUDIT_FIELDS)
@@ -329,7 +354,7 @@ def _close(operation: Operation) -> None:
         if target == OperationStatus.ROLLED_BACK:
             from releases.services import release_roll_back
 
-            release = Release.objects.select_for_update().get(pk=current.release_id)
+            release = Release.objects.select_for_update(no_key=True).get(pk=current.release_id)
             if release.status == ReleaseStatus.ROLLING_OUT:
                 release_roll_back(release=release, actor=None, reason=current.error or "Rolled back")
         Operation.objects.filter(pk=current.pk, status=current.status).update(
@@ -352,11 +377,11 @@ def _fail(operation: Operation, error: str) -> None:
     from releases.services import release_mark_failed
 
     with transaction.atomic():
-        current = Operation.objects.select_for_update().get(pk=operation.pk)
+        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
         if current.status not in RUNNABLE and current.status != OperationStatus.PAUSED:
             return
         before = snapshot(current, OPERATION_AUDIT_FIELDS)
-        release = Release.objects.select_for_update().get(pk=current.release_id)
+        release = Release.objects.select_for_update(no_key=True).get(pk=current.release_id)
         if release.status == ReleaseStatus.ROLLING_OUT:
             release_mark_failed(release=release, actor=None, reason=error)
         Operation.objects.filter(pk=current.pk).update(
@@ -377,7 +402,7 @@ def _fail(operation: Operation, error: str) -> None:
 
 def _pause_for_a_person(operation: Operation, why: str) -> None:
     with transaction.atomic():
-        current = Operation.objects.select_for_update().get(pk=operation.pk)
+        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
         if current.status != OperationStatus.RUNNING:
             return
         before = snapshot(current, OPERATION_AUDIT_FIELDS)
@@ -406,12 +431,34 @@ def _job_alive(job_id: str) -> bool:
     return job.get_status(refresh=True) in LIVE_JOB_STATES
 
 
+def _overdue_wake_up(operation: Operation, now: datetime, stale_after: float) -> bool:
+    """Its wake-up job is still scheduled in Redis well past its time: nothing is moving scheduled jobs.
+
+    RQ's scheduler (a process of a `--with-scheduler` worker) exits when Redis goes away, and the worker
+    starts it again only at its maintenance interval (10 minutes): after a Redis blip every bake would
+    stall that long (found by tests/faults/test_redis_outage.py). The stale job is deleted before the
+    operation is re-enqueued, so it cannot run a second time when a scheduler comes back.
+    """
+    if operation.wake_at is None or (now - operation.wake_at).total_seconds() < stale_after:
+        return False
+    queue = django_rq.get_queue(QUEUE)
+    try:
+        job = Job.fetch(operation.job_id, connection=queue.connection)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=True) != JobStatus.SCHEDULED:
+        return False
+    job.delete()
+    return True
+
+
 def operations_recover(*, stale_after: float | None = None) -> list[tuple[int, str]]:
     """Re-enqueue every runnable operation that nobody is driving; returns (id, why) for each.
 
     Nobody is driving it when its claimant's heartbeat is older than `stale_after` seconds
     (OPERATION_HEARTBEAT_STALE_SECONDS by default), or when it is unclaimed and its job is no longer
-    queued, scheduled or running in Redis (a worker died before claiming, or Redis lost its data).
+    queued, scheduled or running in Redis (a worker died before claiming, or Redis lost its data), or
+    its wake-up job is still scheduled `stale_after` seconds past its time (no scheduler is running).
     The re-enqueued job takes the claim over and resumes the interrupted step.
     """
     stale_after = settings.OPERATION_HEARTBEAT_STALE_SECONDS if stale_after is None else stale_after
@@ -427,6 +474,8 @@ def operations_recover(*, stale_after: float | None = None) -> list[tuple[int, s
             Operation.objects.filter(pk=operation.pk, runner=operation.runner).update(
                 heartbeat_at=now - timedelta(seconds=settings.OPERATION_HEARTBEAT_STALE_SECONDS + 1)
             )
+        elif _overdue_wake_up(operation, now, stale_after):
+            why = f"its wake-up job {operation.job_id} was still scheduled {stale_after:g} s past its time"
         elif _job_alive(operation.job_id):
             continue
         else:
