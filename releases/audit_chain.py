@@ -62,7 +62,7 @@ def link_hash(previous_hash: str, event: AuditEvent) -> str:
 
 def _head(*, lock: bool = False) -> AuditChainHead:
     # The migration creates the row; a flushed test database (TRUNCATE) may not have it.
-    queryset = AuditChainHead.objects.select_for_update() if lock else AuditChainHead.objects.all()
+    queryset = AuditChainHead.objects.select_for_update(no_key=True) if lock else AuditChainHead.objects.all()
     head, _ = queryset.get_or_create(pk=HEAD_ID)
     return head
 

@@ -137,7 +137,7 @@ def _transition(release: Release, action: str, *, actor: Any, reason: str = "") 
     transition = TRANSITIONS[action]
     now = clock.now()
     with transaction.atomic():
-        current = Release.objects.select_for_update(of=("self",)).select_related("application").get(pk=release.pk)
+        current = Release.objects.select_for_update(no_key=True, of=("self",)).select_related("application").get(pk=release.pk)
         if current.status not in transition.sources:
             raise DomainError(
                 f"{current} is {current.get_status_display().lower()}, so it cannot be {transition.verb}. "
@@ -335,7 +335,7 @@ def slots_refresh(*, application: Application, actor: Any = None) -> RefreshResu
 
     result = RefreshResult([], [], [], [])
     with transaction.atomic():
-        slots = {s.name: s for s in Slot.objects.select_for_update().filter(application=application)}
+        slots = {s.name: s for s in Slot.objects.select_for_update(no_key=True).filter(application=application)}
         releases_by_version = {
             r.version: r
             for r in Release.objects.filter(application=application, version__in=[s.version for s in states.values()])

@@ -195,7 +195,7 @@ def operation_start(
 
 def _change(operation: Operation, *, sources: set[str], target: str, action: str, actor: Any, reason: str) -> None:
     with transaction.atomic():
-        current = Operation.objects.select_for_update().get(pk=operation.pk)
+        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
         if current.status not in sources:
             raise DomainError(
                 f"Operation #{current.pk} is {current.get_status_display().lower()}; it cannot be {action}."
@@ -261,7 +261,7 @@ def operation_promote_now(*, operation: Operation, actor: Any, reason: str = "")
     """Skip the remaining bake, analysis and intermediate shares: go straight to the completing steps."""
     _require_manager(actor)
     with transaction.atomic():
-        current = Operation.objects.select_for_update().get(pk=operation.pk)
+        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
         if current.status not in (OperationStatus.RUNNING, OperationStatus.PAUSED, OperationStatus.PENDING):
             raise DomainError(
                 f"Operation #{current.pk} is {current.get_status_display().lower()}; there is nothing to skip."
@@ -489,7 +489,7 @@ def _ring_decision(operation: Operation, actor: Any) -> OperationStep:
 def ring_approve(*, operation: Operation, actor: Any, comment: str = "") -> Operation:
     """Approve the ring the operation waits on; the operation goes on with it."""
     with transaction.atomic():
-        operation = Operation.objects.select_for_update().select_related("environment", "release").get(pk=operation.pk)
+        operation = Operation.objects.select_for_update(no_key=True).select_related("environment", "release").get(pk=operation.pk)
         step = _ring_decision(operation, actor)
         approval = {"by": actor.get_username(), "at": clock.now().isoformat(), "comment": comment.strip()}
         OperationStep.objects.filter(pk=step.pk).update(detail={**step.detail, "approval": approval})
@@ -515,7 +515,7 @@ def ring_reject(*, operation: Operation, actor: Any, comment: str) -> Operation:
     if not comment:
         raise DomainError("Say why you reject the ring; the comment is recorded and shown to the team.")
     with transaction.atomic():
-        operation = Operation.objects.select_for_update().select_related("environment", "release").get(pk=operation.pk)
+        operation = Operation.objects.select_for_update(no_key=True).select_related("environment", "release").get(pk=operation.pk)
         step = _ring_decision(operation, actor)
         error = f"{step.parameters['ring_name']} was rejected by {actor.get_username()}: {comment}"
         OperationStep.objects.filter(pk=step.pk).update(

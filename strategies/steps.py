@@ -354,7 +354,7 @@ def go_live(ctx: StepContext) -> Outcome:
 
     operation, now = ctx.operation, clock.now()
     with transaction.atomic():
-        release = Release.objects.select_for_update().get(pk=operation.release_id)
+        release = Release.objects.select_for_update(no_key=True).get(pk=operation.release_id)
         if release.status == ReleaseStatus.ROLLING_OUT:
             release_go_live(release=release, actor=None, reason=f"Promoted by operation {operation.pk}")
         _finish_step(ctx.step, now)
@@ -369,8 +369,8 @@ def restore_previous(ctx: StepContext) -> Outcome:
     operation, now = ctx.operation, clock.now()
     previous_id = ctx.step.parameters["previous_release"]
     with transaction.atomic():
-        release = Release.objects.select_for_update().get(pk=operation.release_id)
-        previous = Release.objects.select_for_update().get(pk=previous_id)
+        release = Release.objects.select_for_update(no_key=True).get(pk=operation.release_id)
+        previous = Release.objects.select_for_update(no_key=True).get(pk=previous_id)
         if release.status == ReleaseStatus.LIVE:
             release_roll_back(release=release, actor=operation.started_by, reason=operation.reason)
         if previous.status == ReleaseStatus.SUPERSEDED:

@@ -96,7 +96,7 @@ def token_revoke(*, token: ApiToken, actor: Any, reason: str = "") -> ApiToken:
     if token.owner_id != actor.pk and not has_role(actor, Role.ADMIN):
         raise PermissionDenied(missing_role_message(actor, Role.ADMIN))
     with transaction.atomic():
-        current = ApiToken.objects.select_for_update().select_related("owner").get(pk=token.pk)
+        current = ApiToken.objects.select_for_update(no_key=True).select_related("owner").get(pk=token.pk)
         if current.revoked_at is not None:
             raise DomainError(f"The token {current.prefix} was already revoked on {current.revoked_at:%Y-%m-%d %H:%M}.")
         before = _snapshot(current)

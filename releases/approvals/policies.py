@@ -233,7 +233,7 @@ def policy_update(
     if problems:
         raise DomainError("The policy contradicts itself: " + "; ".join(problems.sentences()))
     with transaction.atomic():
-        policy, created = ApprovalPolicy.objects.select_for_update().get_or_create(environment=environment)
+        policy, created = ApprovalPolicy.objects.select_for_update(no_key=True).get_or_create(environment=environment)
         before = None if created else _policy_snapshot(policy)
         policy.approvals_required = approvals_required
         policy.forbid_self_approval = forbid_self_approval

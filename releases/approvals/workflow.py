@@ -81,7 +81,7 @@ def approval_request_open(
     now = clock.now()
     with transaction.atomic():
         # One request at a time per release: the lock makes a double click open one request, not two.
-        locked = Release.objects.select_for_update().get(pk=release.pk)
+        locked = Release.objects.select_for_update(no_key=True).get(pk=release.pk)
         pending = ApprovalRequest.objects.filter(release=locked, environment=environment, status=R.PENDING).first()
         if pending is not None:
             raise DomainError(
@@ -93,7 +93,7 @@ def approval_request_open(
                 f"{release} is {locked.get_status_display().lower()}, so approval cannot be requested. "
                 "Only a registered release (or one whose request lapsed) can be sent for approval."
             )
-        for older in ApprovalRequest.objects.select_for_update().filter(
+        for older in ApprovalRequest.objects.select_for_update(no_key=True).filter(
             environment=environment, status=R.PENDING, release__application_id=release.application_id
         ):
             _settle(
@@ -170,7 +170,7 @@ def approval_decide(*, request: ApprovalRequest, actor: Any, verdict: str, comme
     lapsed = False
     with transaction.atomic():
         current = (
-            ApprovalRequest.objects.select_for_update(of=("self",))
+            ApprovalRequest.objects.select_for_update(no_key=True, of=("self",))
             .select_related("release__application", "environment")
             .get(pk=request.pk)
         )
@@ -305,7 +305,7 @@ def approval_expire_due(*, at: datetime | None = None) -> int:
     for pk in list(due):
         with transaction.atomic():
             request = (
-                ApprovalRequest.objects.select_for_update(of=("self",))
+                ApprovalRequest.objects.select_for_update(no_key=True, of=("self",))
                 .select_related("release__application", "environment")
                 .filter(pk=pk, status=R.PENDING, expires_at__lte=now)
                 .first()

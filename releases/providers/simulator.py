@@ -71,7 +71,7 @@ def advance_swap(swap_id: int) -> SimulatorSwap:
     """Bring the swap's stored phase up to the clock; complete or fail it when its time has come."""
     with transaction.atomic():
         swap = (
-            SimulatorSwap.objects.select_for_update(of=("self",))
+            SimulatorSwap.objects.select_for_update(no_key=True, of=("self",))
             .select_related("application")
             .filter(pk=swap_id)
             .first()
@@ -116,7 +116,7 @@ def _complete(swap: SimulatorSwap) -> SimulatorSwap:
     """Exchange what the two slots run: versions and every app setting that is not sticky."""
     slots = {
         s.slot_name: s
-        for s in SimulatorSlot.objects.select_for_update()
+        for s in SimulatorSlot.objects.select_for_update(no_key=True)
         .filter(application_id=swap.application_id, slot_name__in=[swap.source, swap.target])
         .order_by("pk")
     }
@@ -214,7 +214,7 @@ def _conflict(swap: SimulatorSwap) -> ConflictError:
 def _lock_site(application: Application) -> SimulatorSite:
     """The site row, locked: the per-site mutex for swaps and previews (App Service serialises them too)."""
     site_for(application)
-    return SimulatorSite.objects.select_for_update().get(application=application)
+    return SimulatorSite.objects.select_for_update(no_key=True).get(application=application)
 
 
 def _distinct(source: str, target: str) -> None:
@@ -387,7 +387,7 @@ class SimulatorProvider:
                 code="BadRequest",
             )
         with transaction.atomic():
-            rows = list(SimulatorSlot.objects.select_for_update().filter(application=application).order_by("pk"))
+            rows = list(SimulatorSlot.objects.select_for_update(no_key=True).filter(application=application).order_by("pk"))
             row = next((r for r in rows if r.slot_name == slot), None)
             if row is None:
                 slot_or_404(application, slot)  # raises NotFoundError

@@ -91,7 +91,7 @@ def site_for(application: Application) -> SimulatorSite:
 
 
 def slot_or_404(application: Application, slot_name: str, *, lock: bool = False) -> SimulatorSlot:
-    rows = SimulatorSlot.objects.select_for_update() if lock else SimulatorSlot.objects
+    rows = SimulatorSlot.objects.select_for_update(no_key=True) if lock else SimulatorSlot.objects
     slot = rows.filter(application=application, slot_name=slot_name).first()
     if slot is None:
         raise NotFoundError(
@@ -126,7 +126,7 @@ def record(
 ) -> None:
     """Add requests to the slot's bucket for `minute` (created on first use), keeping at most MAX_SAMPLES latencies."""
     with transaction.atomic():
-        bucket = SimulatorMetricBucket.objects.select_for_update().filter(slot=slot, minute=minute, source=source)
+        bucket = SimulatorMetricBucket.objects.select_for_update(no_key=True).filter(slot=slot, minute=minute, source=source)
         row = bucket.first()
         if row is None:
             row, _ = SimulatorMetricBucket.objects.get_or_create(slot=slot, minute=minute, source=source)
@@ -184,7 +184,7 @@ def generate_synthetic(application: Application) -> int:
     site_for(application)
     made = 0
     with transaction.atomic():
-        site = SimulatorSite.objects.select_for_update().get(application=application)
+        site = SimulatorSite.objects.select_for_update(no_key=True).get(application=application)
         now = clock.now()
         earliest = now - timedelta(minutes=timings["synthetic_backfill_minutes"])
         start = max(site.synthetic_generated_until or earliest, earliest)

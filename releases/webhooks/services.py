@@ -115,7 +115,7 @@ def subscription_update(
     url = subscription.url if url is None else url
     events = _check(url, subscription.events if events is None else events)
     with transaction.atomic():
-        current = WebhookSubscription.objects.select_for_update().get(pk=subscription.pk)
+        current = WebhookSubscription.objects.select_for_update(no_key=True).get(pk=subscription.pk)
         before = snapshot(current)
         current.url, current.events = url, events
         if active is not None:

@@ -336,7 +336,7 @@ def _rules_without_split(flag: Flag, experiment: Experiment) -> dict[str, Any]:
 
 def _locked(experiment: Experiment) -> Experiment:
     return (
-        Experiment.objects.select_for_update(of=("self",))
+        Experiment.objects.select_for_update(no_key=True, of=("self",))
         .select_related("environment__application", "flag", "segment", "pending_change")
         .get(pk=experiment.pk)
     )

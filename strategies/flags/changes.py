@@ -52,7 +52,7 @@ def set_approval(*, environment: Environment, on: bool, actor: Any) -> FlagAppro
     """Switch approval of the environment's flag changes on or off (admins; audited)."""
     require_role(actor, Role.ADMIN)
     with transaction.atomic():
-        setting, created = FlagApprovalSetting.objects.select_for_update().get_or_create(
+        setting, created = FlagApprovalSetting.objects.select_for_update(no_key=True).get_or_create(
             environment=environment, defaults={"updated_at": clock.now()}
         )
         before = None if created else {"changes_need_approval": setting.changes_need_approval}
@@ -226,7 +226,7 @@ def decide(*, request: FlagChangeRequest, actor: Any, approve: bool, comment: st
     """Approve or reject; the approval that completes the policy's count applies the change."""
     with transaction.atomic():
         request = (
-            FlagChangeRequest.objects.select_for_update()
+            FlagChangeRequest.objects.select_for_update(no_key=True)
             .select_related("flag__environment__application")
             .get(pk=request.pk)
         )

@@ -231,7 +231,7 @@ def apply_due(now: datetime | None = None) -> list[str]:
         try:
             with transaction.atomic():
                 schedule = (
-                    FlagSchedule.objects.select_for_update(skip_locked=True)
+                    FlagSchedule.objects.select_for_update(no_key=True, skip_locked=True)
                     .select_related("flag")
                     .filter(pk=pk, status=Status.PENDING, next_at__lte=now)
                     .first()

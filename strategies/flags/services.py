@@ -85,7 +85,7 @@ def _compile(flag: Flag) -> None:
 def _publish(environment: Environment) -> FlagSet:
     """Rebuild the environment's flagd document, validate it against flagd's schema, bump its revision."""
     now = clock.now()
-    flag_set, _ = FlagSet.objects.select_for_update().get_or_create(
+    flag_set, _ = FlagSet.objects.select_for_update(no_key=True).get_or_create(
         environment=environment, defaults={"updated_at": now}
     )
     flags = list(environment.flags.exclude(lifecycle=Lifecycle.ARCHIVED).order_by("key"))
@@ -135,7 +135,7 @@ def flag_snapshot(flag: Flag) -> dict[str, Any]:
 
 def _locked(flag: Flag) -> Flag:
     return (
-        Flag.objects.select_for_update(of=("self",)).select_related("environment__application", "owner").get(pk=flag.pk)
+        Flag.objects.select_for_update(no_key=True, of=("self",)).select_related("environment__application", "owner").get(pk=flag.pk)
     )
 
 
@@ -350,7 +350,7 @@ def segment_save(*, segment: Segment, actor: Any) -> Segment:
     with transaction.atomic():
         before = None
         if segment.pk:
-            before = _segment_snapshot(Segment.objects.select_for_update().get(pk=segment.pk))
+            before = _segment_snapshot(Segment.objects.select_for_update(no_key=True).get(pk=segment.pk))
         elif Segment.objects.filter(application=segment.application, key=segment.key).exists():
             raise DefinitionError({"key": [f"{segment.application} already has a segment {segment.key!r}."]})
         now = clock.now()
@@ -463,7 +463,7 @@ def api_key_create(
 def api_key_revoke(*, key: FlagApiKey, actor: Any, reason: str = "") -> FlagApiKey:
     _require_manager(actor)
     with transaction.atomic():
-        key = FlagApiKey.objects.select_for_update().select_related("environment__application").get(pk=key.pk)
+        key = FlagApiKey.objects.select_for_update(no_key=True).select_related("environment__application").get(pk=key.pk)
         if key.revoked_at is not None:
             raise DomainError(f"{key} is already revoked.")
         key.revoked_at = clock.now()
@@ -625,7 +625,7 @@ def launch_start(
 
 
 def _active(launch: DarkLaunch) -> DarkLaunch:
-    launch = DarkLaunch.objects.select_for_update().get(pk=launch.pk)
+    launch = DarkLaunch.objects.select_for_update(no_key=True).get(pk=launch.pk)
     if launch.status != DarkLaunch.Status.ACTIVE:
         raise DomainError(f"This dark launch is {launch.get_status_display().lower()}; nothing more can change.")
     launch.flag = _locked(launch.flag)
@@ -749,7 +749,7 @@ def events_record(*, environment: Environment, events: list[Event], at: datetime
             bucket["samples"].append(event.latency_ms)
     with transaction.atomic():
         for (flag_key, variant), add in sorted(folded.items()):
-            row, _ = FlagEventBucket.objects.select_for_update().get_or_create(
+            row, _ = FlagEventBucket.objects.select_for_update(no_key=True).get_or_create(
                 environment=environment, flag_key=flag_key, variant=variant, minute=minute
             )
             row.count += add["count"]
