@@ -107,7 +107,7 @@ def intervals(*, chart_id: str, title: str, rows: Sequence[dict[str, Any]]) -> S
                 _f(y),
                 LEFT - 8,
                 _f(y + 4),
-                row["label"],
+                row["label"] if len(row["label"]) <= 20 else row["label"][:19] + "…",
             )
         )
     return format_html(

@@ -77,7 +77,7 @@ def present(experiment: Experiment, results: dict[str, Any] | None) -> dict[str,
             )
         rows = [
             {
-                "label": f"{c['variant']} vs {experiment.control}",
+                "label": c["variant"],  # the caption says against which control
                 "value": c["relative_lift"],
                 "ci": c["relative_ci"],
                 "css": f"s-{c['css']}",

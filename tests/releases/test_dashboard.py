@@ -132,7 +132,9 @@ def test_the_grid_is_rendered_once_per_state_and_shared(client: Client, viewer: 
         page = client.get(reverse("dashboard")).content.decode()
 
     assert "Step 2: Bake 5 % for 300 s" in page
-    assert len(second) < len(first) - 3, "the second person's page reused the rendered grid"
+    # Rendering the grid takes four queries or more; the approver's navigation counts their inbox with one
+    # query more than the viewer's, so a shared grid shows as at least three queries fewer.
+    assert len(second) < len(first) - 2, "the second person's page did not reuse the rendered grid"
     step = application.operations.get().steps.get(position=2)
     step.title = "Bake 5 % for 600 s"
     step.started_at = clock.now()

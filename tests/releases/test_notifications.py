@@ -39,6 +39,7 @@ from releases.models import (
     Release,
     Stage,
 )
+from strategies.experiments.jobs import ANALYSIS_SWEEP_SECONDS
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, UserFactory, add_simulated_site
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -334,4 +335,5 @@ def test_the_periodic_jobs_are_registered_with_the_cron_scheduler() -> None:
         "releases.audit_chain.seal_audit_chain_job": ("default", settings.AUDIT_SEAL_SWEEP_SECONDS),
         "releases.audit_chain.verify_audit_chain_job": ("default", settings.AUDIT_VERIFY_SWEEP_SECONDS),
         "strategies.flags.jobs.apply_due_flag_schedules": ("default", settings.FLAG_SCHEDULE_SWEEP_SECONDS),
+        "strategies.experiments.jobs.analyse_experiments": ("default", ANALYSIS_SWEEP_SECONDS),
     }
