@@ -137,7 +137,11 @@ def _transition(release: Release, action: str, *, actor: Any, reason: str = "") 
     transition = TRANSITIONS[action]
     now = clock.now()
     with transaction.atomic():
-        current = Release.objects.select_for_update(no_key=True, of=("self",)).select_related("application").get(pk=release.pk)
+        current = (
+            Release.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("application")
+            .get(pk=release.pk)
+        )
         if current.status not in transition.sources:
             raise DomainError(
                 f"{current} is {current.get_status_display().lower()}, so it cannot be {transition.verb}. "

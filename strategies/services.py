@@ -489,7 +489,11 @@ def _ring_decision(operation: Operation, actor: Any) -> OperationStep:
 def ring_approve(*, operation: Operation, actor: Any, comment: str = "") -> Operation:
     """Approve the ring the operation waits on; the operation goes on with it."""
     with transaction.atomic():
-        operation = Operation.objects.select_for_update(no_key=True).select_related("environment", "release").get(pk=operation.pk)
+        operation = (
+            Operation.objects.select_for_update(no_key=True)
+            .select_related("environment", "release")
+            .get(pk=operation.pk)
+        )
         step = _ring_decision(operation, actor)
         approval = {"by": actor.get_username(), "at": clock.now().isoformat(), "comment": comment.strip()}
         OperationStep.objects.filter(pk=step.pk).update(detail={**step.detail, "approval": approval})
@@ -515,7 +519,11 @@ def ring_reject(*, operation: Operation, actor: Any, comment: str) -> Operation:
     if not comment:
         raise DomainError("Say why you reject the ring; the comment is recorded and shown to the team.")
     with transaction.atomic():
-        operation = Operation.objects.select_for_update(no_key=True).select_related("environment", "release").get(pk=operation.pk)
+        operation = (
+            Operation.objects.select_for_update(no_key=True)
+            .select_related("environment", "release")
+            .get(pk=operation.pk)
+        )
         step = _ring_decision(operation, actor)
         error = f"{step.parameters['ring_name']} was rejected by {actor.get_username()}: {comment}"
         OperationStep.objects.filter(pk=step.pk).update(

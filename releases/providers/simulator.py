@@ -387,7 +387,9 @@ class SimulatorProvider:
                 code="BadRequest",
             )
         with transaction.atomic():
-            rows = list(SimulatorSlot.objects.select_for_update(no_key=True).filter(application=application).order_by("pk"))
+            rows = list(
+                SimulatorSlot.objects.select_for_update(no_key=True).filter(application=application).order_by("pk")
+            )
             row = next((r for r in rows if r.slot_name == slot), None)
             if row is None:
                 slot_or_404(application, slot)  # raises NotFoundError

@@ -126,7 +126,9 @@ def record(
 ) -> None:
     """Add requests to the slot's bucket for `minute` (created on first use), keeping at most MAX_SAMPLES latencies."""
     with transaction.atomic():
-        bucket = SimulatorMetricBucket.objects.select_for_update(no_key=True).filter(slot=slot, minute=minute, source=source)
+        bucket = SimulatorMetricBucket.objects.select_for_update(no_key=True).filter(
+            slot=slot, minute=minute, source=source
+        )
         row = bucket.first()
         if row is None:
             row, _ = SimulatorMetricBucket.objects.get_or_create(slot=slot, minute=minute, source=source)

@@ -55,7 +55,11 @@ def simulator_set_slot_faults(
     simulated(application)
     changes = {"healthy": healthy, "running": running, "fail_swap": fail_swap, "hang_swap": hang_swap}
     with transaction.atomic():
-        slot = SimulatorSlot.objects.select_for_update(no_key=True).filter(application=application, slot_name=slot_name).first()
+        slot = (
+            SimulatorSlot.objects.select_for_update(no_key=True)
+            .filter(application=application, slot_name=slot_name)
+            .first()
+        )
         if slot is None:
             raise DomainError(f"The simulated site of {application.name} has no slot named {slot_name!r}.")
         before = snapshot(slot, SLOT_FAULT_FIELDS)
@@ -81,7 +85,11 @@ def simulator_deploy(*, application: Application, slot_name: str, version: str, 
     """Put a build on a simulated slot, as a pipeline's deploy would; audited as `simulator.deployed`."""
     simulated(application)
     with transaction.atomic():
-        slot = SimulatorSlot.objects.select_for_update(no_key=True).filter(application=application, slot_name=slot_name).first()
+        slot = (
+            SimulatorSlot.objects.select_for_update(no_key=True)
+            .filter(application=application, slot_name=slot_name)
+            .first()
+        )
         if slot is None:
             raise DomainError(f"The simulated site of {application.name} has no slot named {slot_name!r}.")
         before = snapshot(slot, ["version"])
@@ -125,7 +133,9 @@ def simulator_set_version_profile(
         raise DomainError("Latencies cannot be negative, and the 95th percentile cannot be below the median.")
     with transaction.atomic():
         profile = (
-            SimulatorVersionProfile.objects.select_for_update(no_key=True).filter(application=application, version=version).first()
+            SimulatorVersionProfile.objects.select_for_update(no_key=True)
+            .filter(application=application, version=version)
+            .first()
         )
         before = snapshot(profile, PROFILE_FIELDS) if profile else None
         if profile is None:

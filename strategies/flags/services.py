@@ -135,7 +135,9 @@ def flag_snapshot(flag: Flag) -> dict[str, Any]:
 
 def _locked(flag: Flag) -> Flag:
     return (
-        Flag.objects.select_for_update(no_key=True, of=("self",)).select_related("environment__application", "owner").get(pk=flag.pk)
+        Flag.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("environment__application", "owner")
+        .get(pk=flag.pk)
     )
 
 
@@ -463,7 +465,9 @@ def api_key_create(
 def api_key_revoke(*, key: FlagApiKey, actor: Any, reason: str = "") -> FlagApiKey:
     _require_manager(actor)
     with transaction.atomic():
-        key = FlagApiKey.objects.select_for_update(no_key=True).select_related("environment__application").get(pk=key.pk)
+        key = (
+            FlagApiKey.objects.select_for_update(no_key=True).select_related("environment__application").get(pk=key.pk)
+        )
         if key.revoked_at is not None:
             raise DomainError(f"{key} is already revoked.")
         key.revoked_at = clock.now()
