@@ -504,5 +504,7 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         # One line per request from portal.observability (LOG_REQUESTS=0 silences it, e.g. behind an access log).
         "slipway.request": {"level": "INFO" if env_bool("LOG_REQUESTS", True) else "WARNING"},
+        # RQ's cron scheduler logs each job it enqueues (the audit sealer every 5 s); RQ_CRON_LOG_LEVEL=INFO shows it.
+        "rq.cron": {"level": env_str("RQ_CRON_LOG_LEVEL", "WARNING")},
     },
 }

@@ -6,6 +6,7 @@ service of `strategies.experiments.services`, render.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -163,7 +164,9 @@ def experiment_recompute(request: HttpRequest, slug: str, pk: int) -> HttpRespon
     return redirect(experiment.get_absolute_url())
 
 
-def _act(request: HttpRequest, experiment: Experiment, action: Any, done: str, **kwargs: Any) -> HttpResponse:
+def _act(
+    request: HttpRequest, experiment: Experiment, action: Any, done: Callable[[Experiment], str], **kwargs: Any
+) -> HttpResponse:
     try:
         experiment = action(experiment=experiment, actor=request.user, **kwargs)
     except DefinitionError as exc:
@@ -172,7 +175,7 @@ def _act(request: HttpRequest, experiment: Experiment, action: Any, done: str, *
         context = _detail_context(request, experiment, problem=str(exc))
         return render(request, "experiments/experiment_detail.html", context, status=409)
     else:
-        messages.success(request, done.format(experiment=experiment))
+        messages.success(request, done(experiment))
     return redirect(experiment.get_absolute_url())
 
 
@@ -185,7 +188,7 @@ def experiment_start(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         request,
         experiment,
         services.experiment_start,
-        "Experiment {experiment.key}: {experiment.get_status_display}.",
+        lambda e: f"Experiment {e.key}: {e.get_status_display().lower()}.",
         reason=reason,
     )
 
@@ -199,7 +202,7 @@ def experiment_stop(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         request,
         experiment,
         services.experiment_stop,
-        "Stopped {experiment.key}: everyone gets the control again.",
+        lambda e: f"Stopped {e.key}: everyone gets the control again.",
         reason=reason,
     )
 
@@ -216,7 +219,11 @@ def experiment_ship(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         request,
         experiment,
         services.experiment_ship,
-        "{experiment.key}: {experiment.get_status_display}.",
+        lambda e: (
+            f"Shipped {form.cleaned_data['variant']} of {e.flag.key} to everyone; {e.key} is decided."
+            if e.status == Experiment.Status.DECIDED
+            else f"{e.key}: {e.get_status_display().lower()} (the flag change waits for an approver)."
+        ),
         variant=form.cleaned_data["variant"],
         reason=form.cleaned_data["reason"],
     )

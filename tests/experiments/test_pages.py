@@ -150,6 +150,8 @@ def test_ship_from_the_browser(running: Experiment, release_manager: User) -> No
     assert shipped.status_code == 302
     page = client.get(detail_url(running))
     assert "Ship <code>green</code> to everyone" in page.text and "Decided" in page.text
+    assert f"Shipped green of {running.flag.key} to everyone; {running.key} is decided." in page.text
+    assert "functools" not in page.text
     assert Flag.objects.get(pk=running.flag_id).default_variant == "green"
     decision = Experiment.objects.get(pk=running.pk).decision
     assert decision["analysis"]["total_users"] == 400
@@ -178,6 +180,7 @@ def test_start_stop_and_ship_through_approval_from_the_browser(
     assert "Running" in page.text and Experiment.objects.get(pk=experiment.pk).status == "running"
     client.post(action_url("experiment_ship", experiment), {"variant": "green"})
     assert Experiment.objects.get(pk=experiment.pk).status == "shipping"
+    assert "pending approval to ship (the flag change waits for an approver)" in client.get(detail_url(experiment)).text
     assert Flag.objects.get(pk=experiment.flag_id).default_variant == "blue"  # not before approval
 
 
