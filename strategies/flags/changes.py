@@ -108,24 +108,42 @@ def propose(*, flag: Flag, actor: Any, changes: dict[str, Any], summary: str) ->
         after = services.flag_snapshot(flag)
         if after == before:
             raise DomainError("That changes nothing.")
-        request = FlagChangeRequest.objects.create(
-            flag=flag,
-            summary=summary[:300],
-            changes=encoded,
-            before=before,
-            after=after,
-            proposed_by=actor if getattr(actor, "pk", None) else None,
-            proposed_at=clock.now(),
-        )
-        audit_record(
-            actor=actor,
-            action="flag_change.proposed",
-            obj=request,
-            application=flag.environment.application,
-            before=before,
-            after=after,
-            reason=summary[:500],
-        )
+        return _record_proposal(flag, actor, summary, before, after, changes=encoded)
+
+
+def _record_proposal(
+    flag: Flag,
+    actor: Any,
+    summary: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    changes: dict[str, Any] | None = None,
+    action: str = Action.EDIT,
+    arguments: dict[str, Any] | None = None,
+) -> FlagChangeRequest:
+    """The pending request and its audit event (in the caller's transaction)."""
+    request = FlagChangeRequest.objects.create(
+        flag=flag,
+        summary=summary[:300],
+        action=action,
+        changes=changes or {},
+        arguments=arguments or {},
+        before=before,
+        after=after,
+        proposed_by=actor if getattr(actor, "pk", None) else None,
+        proposed_at=clock.now(),
+    )
+    shown = after if action == Action.EDIT else {**after, "action": action, "arguments": arguments}
+    audit_record(
+        actor=actor,
+        action="flag_change.proposed",
+        obj=request,
+        application=flag.environment.application,
+        before=before,
+        after=shown,
+        reason=summary[:500],
+    )
     return request
 
 
@@ -181,26 +199,7 @@ def propose_action(
                 raise _DryRun
         except _DryRun:
             pass
-        request = FlagChangeRequest.objects.create(
-            flag=flag,
-            summary=summary[:300],
-            action=action,
-            arguments=arguments,
-            before=before,
-            after=after,
-            proposed_by=actor if getattr(actor, "pk", None) else None,
-            proposed_at=clock.now(),
-        )
-        audit_record(
-            actor=actor,
-            action="flag_change.proposed",
-            obj=request,
-            application=flag.environment.application,
-            before=before,
-            after={**after, "action": action, "arguments": arguments},
-            reason=summary[:500],
-        )
-    return request
+        return _record_proposal(flag, actor, summary, before, after, action=action, arguments=arguments)
 
 
 def ineligibility(user: Any, request: FlagChangeRequest) -> str:
