@@ -202,19 +202,27 @@ def propose_action(
         return _record_proposal(flag, actor, summary, before, after, action=action, arguments=arguments)
 
 
-def ineligibility(user: Any, request: FlagChangeRequest) -> str:
-    """Why `user` may not decide `request`, in words; "" when they may."""
+def _standing(user: Any, environment: Environment) -> tuple[Any, bool]:
+    """The environment's approval policy and whether `user` is among its approvers (two or three queries)."""
+    policy = policy_of(environment)
+    if policy is None:
+        return None, False
+    eligible = eligible_approvers(groups=policy.approver_groups.all(), users=policy.approver_users.all())
+    return policy, eligible.filter(pk=user.pk).exists()
+
+
+def ineligibility(user: Any, request: FlagChangeRequest, standing: tuple[Any, bool] | None = None) -> str:
+    """Why `user` may not decide `request`, in words; "" when they may (`standing`: `_standing()`, if known)."""
     if not has_role(user, Role.APPROVER):
         return missing_role_message(user, Role.APPROVER)
     environment = request.flag.environment
-    policy = policy_of(environment)
+    policy, eligible = standing if standing is not None else _standing(user, environment)
     if policy is None:
         return f"{environment.name} has no approval policy, so nobody can decide this change."
     forbid_self = policy.forbid_self_approval and request.proposed_by_id is not None
     if forbid_self and user.pk == request.proposed_by_id:
         return "You proposed this change; separation of duties means someone else must decide."
-    eligible = eligible_approvers(groups=policy.approver_groups.all(), users=policy.approver_users.all())
-    if not eligible.filter(pk=user.pk).exists():
+    if not eligible:
         return f"You are not an approver for {environment.name} of {environment.application.name} under its policy."
     if any(a["user"] == user.pk for a in request.approvals):
         return "You have approved this change already."
@@ -337,4 +345,13 @@ def inbox_for(user: Any, limit: int = 200) -> list[FlagChangeRequest]:
         .select_related("flag__environment__application", "proposed_by")
         .order_by("proposed_at", "pk")[:limit]
     )
-    return [request for request in pending if not ineligibility(user, request)]
+    # Every page of an approver counts these (the navigation): the policy is looked at once per environment.
+    standings: dict[int, tuple[Any, bool]] = {}
+    mine = []
+    for request in pending:
+        environment = request.flag.environment
+        if environment.pk not in standings:
+            standings[environment.pk] = _standing(user, environment)
+        if not ineligibility(user, request, standings[environment.pk]):
+            mine.append(request)
+    return mine

@@ -342,3 +342,25 @@ def test_proposals_reach_the_approvals_inbox_and_its_count(
 
     assert inbox_count(approver) == 1
     assert inbox_count(release_manager) == 0  # the proposer is no approver
+
+
+def test_the_inbox_looks_at_each_environment_policy_once(
+    gated: Environment, make_flag: Any, release_manager: User, approver: User
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for_inbox(expected: int) -> int:
+        with CaptureQueriesContext(connection) as counted:
+            assert len(changes.inbox_for(approver)) == expected
+        return len(counted)
+
+    for i in range(2):
+        changes.propose(flag=make_flag(f"flag-{i}"), actor=release_manager, changes={"description": "x"}, summary="a")
+    queries_for_inbox(2)  # the approver's roles are looked up once per user object
+    with_two = queries_for_inbox(2)
+    for i in range(2, 8):
+        changes.propose(flag=make_flag(f"flag-{i}"), actor=release_manager, changes={"description": "x"}, summary="b")
+
+    assert queries_for_inbox(8) == with_two  # every approver's page counts these: not a query per change
+    assert changes.inbox_for(release_manager) == []  # no approver role
