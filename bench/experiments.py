@@ -81,8 +81,8 @@ def seed() -> tuple[object, object]:
     """An application, its production environment, a flag, the API key, two running experiments."""
     from django.contrib.auth.models import Group, User
 
-    from portal.roles import Role
-    from releases.models import Stage
+    from portal.core.roles import Role
+    from releases.catalog.models import Stage
     from strategies.experiments import services
     from strategies.flags import services as flag_services
     from tests.factories import ApplicationFactory

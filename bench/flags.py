@@ -113,7 +113,7 @@ def prepare_database() -> None:
 def seed() -> int:
     from django.contrib.auth import get_user_model
 
-    from releases.models import Application, Environment, Slot
+    from releases.catalog.models import Application, Environment, Slot
     from strategies.flags import services
 
     app = Application.objects.create(name="Bench", slug="bench", team="Bench")

@@ -229,21 +229,20 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from portal import clock
-    from portal.roles import Role
-    from releases.api.tokens import token_create
-    from releases.demo import seed
-    from releases.models import (
+    from portal.api.tokens import token_create
+    from portal.core import clock
+    from portal.core.roles import Role
+    from portal.demo.organisation import seed
+    from releases.catalog.models import (
         Application,
         Environment,
-        Operation,
-        OperationStep,
         Release,
         ReleaseStatus,
         SimulatorSite,
         SimulatorSlot,
         Slot,
     )
+    from strategies.operations.models import Operation, OperationStep
 
     t0 = time.monotonic()
     call_command("migrate", verbosity=0)
@@ -377,7 +376,7 @@ def main() -> None:
         )
         for n in range(args.rq_workers)
     ]
-    spawn("rqcron", [python, "manage.py", "rqcron", "releases.cron"])
+    spawn("rqcron", [python, "manage.py", "rqcron", "portal.cron"])
     base = f"http://127.0.0.1:{args.port}"
     import requests
 

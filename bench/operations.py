@@ -120,23 +120,19 @@ from rq import SimpleWorker, Worker  # noqa: E402
 from rq.exceptions import NoSuchJobError  # noqa: E402
 from rq.job import Job  # noqa: E402
 
-from portal import clock  # noqa: E402
-from releases.models import (  # noqa: E402
-    OPERATION_ACTIVE,
+from portal.core import clock  # noqa: E402
+from releases.catalog.models import (  # noqa: E402
     Application,
     Environment,
-    Operation,
-    OperationStatus,
-    OperationStep,
     Release,
     ReleaseStatus,
     SimulatorSite,
     SimulatorSlot,
     Slot,
-    StepStatus,
 )
-from strategies import engine  # noqa: E402
-from strategies.services import operation_start  # noqa: E402
+from strategies.operations import engine  # noqa: E402
+from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep, StepStatus  # noqa: E402
+from strategies.operations.services import operation_start  # noqa: E402
 
 WAITING_KINDS = ("bake", "analyse")
 
@@ -313,8 +309,8 @@ def profile_one(release: Release) -> dict:
             per_step[current["step"]]["queries"] += 1
         return execute(sql, params, many, context)
 
-    # RQ records the job's function by name: keep it "strategies.engine.run_operation" (it resolves to the wrapper).
-    run_operation.__module__, run_operation.__qualname__ = "strategies.engine", "run_operation"
+    # RQ records the job's function by name: keep it "strategies.operations.engine.run_operation" (the wrapper).
+    run_operation.__module__, run_operation.__qualname__ = "strategies.operations.engine", "run_operation"
     engine.provider_for, engine._run_step, engine.run_operation = provider_for, run_step, run_operation
     engine.time = SleepTimer()
     try:

@@ -95,8 +95,8 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from portal.roles import Role  # noqa: E402
-from releases.models import Application, Environment, Slot, Stage  # noqa: E402
+from portal.core.roles import Role  # noqa: E402
+from releases.catalog.models import Application, Environment, Slot, Stage  # noqa: E402
 
 LAYOUT = [
     (Stage.DEV, "Development", "dev"),
@@ -412,7 +412,7 @@ def measure_export(client: Client, url: str) -> str:
 
 def explain_metrics(days: int) -> None:
     """EXPLAIN ANALYZE of every query the metrics take over `days` (as captured, parameters bound)."""
-    from releases.delivery import delivery_metrics
+    from releases.history.delivery import delivery_metrics
 
     with CaptureQueriesContext(connection) as queries:
         delivery_metrics(days=days, now=timezone.now())

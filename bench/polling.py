@@ -81,20 +81,11 @@ from django.core.management import call_command  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from portal import clock  # noqa: E402
-from portal.roles import Role  # noqa: E402
-from releases.audit import audit_record  # noqa: E402
-from releases.models import (  # noqa: E402
-    Application,
-    Environment,
-    Operation,
-    OperationStatus,
-    OperationStep,
-    Release,
-    ReleaseStatus,
-    Slot,
-    StepStatus,
-)
+from portal.core import clock  # noqa: E402
+from portal.core.roles import Role  # noqa: E402
+from releases.audit.services import audit_record  # noqa: E402
+from releases.catalog.models import Application, Environment, Release, ReleaseStatus, Slot  # noqa: E402
+from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus  # noqa: E402
 
 LAYOUT = [("dev", "Development", "dev"), ("test", "Test", "test"), ("preprod", "Pre-production", "staging")]
 LAYOUT.append(("prod", "Production", "production"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from portal.redaction import install_log_redaction, redact_data, redact_text
+from portal.core.redaction import install_log_redaction, redact_data, redact_text
 
 LINES = {
     "request line": "GET /apps/checkout-web/releases/2.10.0/ 200 12.4ms",

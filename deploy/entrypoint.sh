@@ -11,7 +11,7 @@ role="${1:-web}"
 case "$role" in
     web)       exec gunicorn -c deploy/gunicorn.conf.py portal.wsgi "$@" ;;
     worker)    exec python manage.py rqworker operations notifications default --with-scheduler "$@" ;;
-    scheduler) exec python manage.py rqcron releases.cron "$@" ;;
+    scheduler) exec python manage.py rqcron portal.cron "$@" ;;
     migrate)   exec python manage.py migrate --noinput "$@" ;;
     recover)   exec python manage.py recover_operations "$@" ;;
     manage)    exec python manage.py "$@" ;;

@@ -6,6 +6,6 @@ class PortalConfig(AppConfig):
     verbose_name = "Slipway portal"
 
     def ready(self) -> None:
-        from .redaction import install_log_redaction
+        from portal.core.redaction import install_log_redaction
 
         install_log_redaction()  # every log record of the process is redacted as it is made

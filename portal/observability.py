@@ -146,7 +146,7 @@ class ScrapeTimeCollector:
     def _operations(self) -> Iterator[GaugeMetricFamily]:
         from django.db.models import Count
 
-        from releases.models import Operation, OperationStatus
+        from strategies.operations.models import Operation, OperationStatus
 
         counts = dict(Operation.objects.order_by().values_list("status").annotate(n=Count("id")))
         family = GaugeMetricFamily("slipway_operations", "Operations in the database, by status.", labels=["status"])

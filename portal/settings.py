@@ -103,8 +103,18 @@ INSTALLED_APPS = [
     "django_rq",
     "axes",  # login throttling (see "Sign-in" below)
     "portal",
-    "releases",
-    "strategies",
+    # From the bottom layer up (docs/architecture.md, "Layers").
+    "releases.audit",
+    "releases.catalog",
+    "releases.approvals",
+    "strategies.operations",
+    "strategies.flags",
+    "strategies.experiments",
+    "strategies",  # migration history only
+    "releases.webhooks",
+    "releases.history",
+    "portal.api",
+    "portal.signon",
 ]
 
 MIDDLEWARE = [
@@ -123,8 +133,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "portal.timezones.UserTimezoneMiddleware",
-    "releases.audit.AuditContextMiddleware",
+    "portal.core.timezones.UserTimezoneMiddleware",
+    "releases.audit.services.AuditContextMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into the locked-out page
 ]
 
@@ -142,8 +152,8 @@ TEMPLATES = [
                 "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "portal.roles.roles_context",
-                "releases.context_processors.approvals_waiting",
+                "portal.core.roles.roles_context",
+                "portal.pages.context_processors.approvals_waiting",
             ],
         },
     },
@@ -197,7 +207,7 @@ CSRF_COOKIE_HTTPONLY = True
 # --- Sign-in: single sign-on (OpenID Connect), sessions, login throttling ----------------------------------
 # Read with docs/deployment-security.md. Local accounts always work (bootstrap and break-glass); single
 # sign-on is on when OIDC_ISSUER is set, and then needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or _FILE).
-# Endpoints and signing keys come from the issuer's discovery document (portal.oidc); ID tokens are checked
+# Endpoints and signing keys come from the issuer's discovery document (portal.signon.oidc); ID tokens are checked
 # for signature (RS256 against the JWKS), issuer, audience, expiry and nonce; groups map to roles.
 SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
 # Lax, not Strict: the identity provider's redirect back to /oidc/callback/ must carry the session cookie.
@@ -209,7 +219,7 @@ if SESSION_COOKIE_AGE < 60:
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username + address before any check
     "django.contrib.auth.backends.ModelBackend",  # local accounts
-    "portal.oidc.SlipwayOIDCBackend",  # answers only on /oidc/callback/ with a code, and only when configured
+    "portal.signon.oidc.SlipwayOIDCBackend",  # answers only on /oidc/callback/ with a code, and only when configured
 ]
 
 OIDC_ISSUER = env_str("OIDC_ISSUER").rstrip("/")
@@ -227,7 +237,7 @@ OIDC_USE_NONCE = True
 OIDC_USE_PKCE = True
 OIDC_STORE_ACCESS_TOKEN = False
 OIDC_STORE_ID_TOKEN = False
-OIDC_OP_LOGOUT_URL_METHOD = "portal.oidc.provider_logout_url"
+OIDC_OP_LOGOUT_URL_METHOD = "portal.signon.oidc.provider_logout_url"
 OIDC_ROLE_NAMES = ("viewer", "approver", "release_manager", "admin")
 
 
@@ -269,14 +279,14 @@ from datetime import timedelta as _timedelta  # noqa: E402
 AXES_COOLOFF_TIME = _timedelta(minutes=AXES_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "portal.security.locked_out"  # templates/registration/locked_out.html
+AXES_LOCKOUT_CALLABLE = "portal.signon.security.locked_out"  # templates/registration/locked_out.html
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 # Quiet: no banner on every start (it would land in the stdout of management commands); failures are still logged.
 AXES_VERBOSE = env_bool("AXES_VERBOSE", False)
 # Behind TLS-terminating proxies (App Service, Front Door) the client is the AXES_TRUSTED_PROXY_COUNT-th
 # address from the right of X-Forwarded-For; 0 (the default) uses the connection's address.
 AXES_TRUSTED_PROXY_COUNT = env_int("AXES_TRUSTED_PROXY_COUNT", 0)
-AXES_CLIENT_IP_CALLABLE = "portal.security.client_ip"
+AXES_CLIENT_IP_CALLABLE = "portal.signon.security.client_ip"
 
 # --- Security headers (production values whenever DEBUG is off) ---------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -375,7 +385,7 @@ if any(seconds < 0 for seconds in WEBHOOK_RETRY_INTERVALS):
     raise ImproperlyConfigured("WEBHOOK_RETRY_INTERVALS must not be negative")
 WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
 
-# Operations (strategies.engine): a running operation whose heartbeat is older than this is taken over
+# Operations (strategies.operations.engine): a running operation whose heartbeat is older than this is taken over
 # by the recovery pass (every OPERATION_RECOVERY_SWEEP_SECONDS, and by `manage.py recover_operations`);
 # waits shorter than OPERATION_INLINE_WAIT_SECONDS are slept in the worker (RQ schedules to the second),
 # longer ones are re-enqueued for later so no worker is held; a step interrupted by a crash this many
@@ -390,7 +400,7 @@ AUTO_PROMOTE_SWEEP_SECONDS = env_int("AUTO_PROMOTE_SWEEP_SECONDS", 60)
 # Feature flags: how often the periodic job applies due scheduled flag changes (turn on/off at, ramps).
 FLAG_SCHEDULE_SWEEP_SECONDS = env_int("FLAG_SCHEDULE_SWEEP_SECONDS", 60)
 
-# Audit hash chain (releases.audit_chain): events are written unsealed and sealed into the chain by a
+# Audit hash chain (releases.audit.chain): events are written unsealed and sealed into the chain by a
 # periodic job every AUDIT_SEAL_SWEEP_SECONDS; the chain's tail is verified every AUDIT_VERIFY_SWEEP_SECONDS
 # (the whole chain by `manage.py audit_verify`).
 AUDIT_SEAL_SWEEP_SECONDS = env_int("AUDIT_SEAL_SWEEP_SECONDS", 5)
@@ -408,7 +418,7 @@ AZURE_POLLING_INTERVAL = env_int("AZURE_POLLING_INTERVAL", 15)  # seconds betwee
 AZURE_HTTP_TIMEOUT = env_int("AZURE_HTTP_TIMEOUT", 30)
 AZURE_VERSION_SETTING = env_str("AZURE_VERSION_SETTING", "SLIPWAY_VERSION")  # app setting holding the version
 
-# The built-in simulator (releases.providers.simulator). A swap takes `swap_seconds` in all: a warm-up,
+# The built-in simulator (releases.catalog.providers.simulator). A swap takes `swap_seconds` in all: a warm-up,
 # the swap itself, then the routing switch; the phase is computed from the time since it started.
 SIMULATOR_TIMINGS: dict[str, float] = {
     "swap_seconds": env_float("SIMULATOR_SWAP_SECONDS", 6.0),
@@ -432,7 +442,7 @@ if SIMULATOR_TIMINGS["warmup_seconds"] + SIMULATOR_TIMINGS["routing_seconds"] > 
         "SIMULATOR_SWAP_WARMUP_SECONDS + SIMULATOR_SWAP_ROUTING_SECONDS must not exceed SIMULATOR_SWAP_SECONDS"
     )
 
-# REST API v1 (releases.api): calls a token (or a signed-in person) may make per minute, how long
+# REST API v1 (portal.api): calls a token (or a signed-in person) may make per minute, how long
 # an Idempotency-Key is remembered, and the largest request body the API reads.
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600)
 API_IDEMPOTENCY_KEY_HOURS = env_int("API_IDEMPOTENCY_KEY_HOURS", 24)
@@ -473,7 +483,7 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 # logs) is added here by name, e.g. LOG_FILTERS["redact"] = {"()": "portal.<module>.<Filter>"}.
 LOG_FILTERS: dict[str, dict[str, str]] = {"context": {"()": "portal.observability.LogContextFilter"}}
 # Last: masks tokens, keys, passwords and Authorization values in the message and every added field.
-LOG_FILTERS["redact"] = {"()": "portal.redaction.RedactingFilter"}
+LOG_FILTERS["redact"] = {"()": "portal.core.redaction.RedactingFilter"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

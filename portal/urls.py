@@ -2,10 +2,10 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from releases.api import urls as api_urls
-from releases.simulator import urls as simulator_urls
-
-from . import oidc, views
+from portal import views
+from portal.api import urls as api_urls
+from portal.signon import oidc
+from releases.catalog.simulator import urls as simulator_urls
 
 urlpatterns = [
     path("login/", oidc.SignInView.as_view(), name="login"),  # the SSO button above the local form
@@ -16,14 +16,14 @@ urlpatterns = [
     path("metrics", views.metrics, name="prometheus_metrics"),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
-    path("sim/", include("releases.simulator.urls")),
+    path("sim/", include("releases.catalog.simulator.urls")),
     path("api/v1/", include(api_urls)),
     path("", include(api_urls.account_urlpatterns)),
     path("", include(simulator_urls.portal_urlpatterns)),
-    path("", include("releases.urls")),
-    path("", include("strategies.urls")),
+    path("", include("portal.pages.urls")),
+    path("", include("strategies.operations.urls")),
     path("", include("releases.webhooks.urls")),
 ]
 
 # Under /api/ a missing page is a problem document, like every other answer of the API.
-handler404 = "releases.api.views.not_found"
+handler404 = "portal.api.views.not_found"

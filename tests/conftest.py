@@ -14,9 +14,8 @@ import pytest
 from django.contrib.auth.models import User
 from rq import Queue
 
-from portal.roles import Role
-
-from .factories import UserFactory
+from portal.core.roles import Role
+from tests.factories import UserFactory
 
 
 @pytest.fixture(autouse=True)

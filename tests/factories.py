@@ -12,20 +12,13 @@ import factory
 from django.contrib.auth.models import Group, User
 from factory.django import DjangoModelFactory, Password
 
-from portal import clock
-from portal.roles import Role
-from releases.models import (
-    OPERATION_ACTIVE,
-    ApiToken,
+from portal.api.models import ApiToken
+from portal.core import clock
+from portal.core.roles import Role
+from releases.approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest, FreezeWindow
+from releases.catalog.models import (
     Application,
-    ApprovalDecision,
-    ApprovalPolicy,
-    ApprovalRequest,
     Environment,
-    FreezeWindow,
-    Operation,
-    OperationStatus,
-    OperationStep,
     Provider,
     Release,
     ReleaseStatus,
@@ -33,6 +26,7 @@ from releases.models import (
     Slot,
     Stage,
 )
+from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -1,8 +1,8 @@
 """Approvals: the rules a release meets between pre-production and the next environment.
 
-Services here follow `releases.services`: keyword-only arguments, one transaction, the audit event
+Services here follow `releases.catalog.services`: keyword-only arguments, one transaction, the audit event
 in that transaction, `DomainError` (or `ApprovalForbidden`, a 403) with a message a person can act
-on. The release lifecycle itself stays in `releases.services`; these functions call its transitions.
+on. The release lifecycle itself stays in `releases.catalog.services`; these functions call its transitions.
 
 The model, in short:
 
@@ -20,69 +20,3 @@ The model, in short:
 - `promotion_blockers()` is what the operations engine asks before promoting: freeze, approval
   and gates, in words.
 """
-
-from __future__ import annotations
-
-from .common import ApprovalForbidden, needs_approval, policy_of
-from .gates import (
-    GateCheck,
-    active_override,
-    approval_blocker,
-    freeze_override,
-    freeze_state,
-    gates_evaluate,
-    latest_gate_results,
-    promotion_blockers,
-)
-from .policies import (
-    PolicyProblems,
-    approvers_for,
-    eligible_approvers,
-    excluded_from,
-    inbox_filter,
-    ineligibility,
-    policy_problems,
-    policy_update,
-    webhook_url_problem,
-)
-from .workflow import (
-    approval_decide,
-    approval_expire_due,
-    approval_remind_due,
-    approval_request_open,
-    approval_request_open_on_arrival,
-    approval_target,
-    may_request,
-    source_slot,
-)
-
-__all__ = [
-    "ApprovalForbidden",
-    "GateCheck",
-    "PolicyProblems",
-    "active_override",
-    "approval_blocker",
-    "approval_decide",
-    "approval_expire_due",
-    "approval_remind_due",
-    "approval_request_open",
-    "approval_request_open_on_arrival",
-    "approval_target",
-    "approvers_for",
-    "eligible_approvers",
-    "excluded_from",
-    "freeze_override",
-    "freeze_state",
-    "gates_evaluate",
-    "inbox_filter",
-    "ineligibility",
-    "latest_gate_results",
-    "may_request",
-    "needs_approval",
-    "policy_of",
-    "policy_problems",
-    "policy_update",
-    "promotion_blockers",
-    "source_slot",
-    "webhook_url_problem",
-]

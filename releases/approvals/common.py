@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from ..models import (
-    ApprovalDecision,
-    ApprovalPolicy,
-    ApprovalRequestStatus,
-    Environment,
-)
-from ..services import DomainError
+from releases.approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequestStatus
+from releases.catalog.models import Environment
+from releases.catalog.services import DomainError
 
 R = ApprovalRequestStatus
 Verdict = ApprovalDecision.Verdict

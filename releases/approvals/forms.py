@@ -15,10 +15,9 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from releases.approvals import PolicyProblems
-
-from ..models import ApprovalDecision, ApprovalPolicy, FreezeWindow
-from .freeze import WEEKDAYS, zone
+from releases.approvals.freeze import WEEKDAYS, zone
+from releases.approvals.models import ApprovalDecision, ApprovalPolicy, FreezeWindow
+from releases.approvals.policies import PolicyProblems
 
 WEEKDAY_CHOICES = [("", "—")] + [(str(i), name) for i, name in enumerate(WEEKDAYS)]
 

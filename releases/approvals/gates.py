@@ -9,23 +9,16 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from portal import clock
-from portal.roles import Role, has_role, missing_role_message
-
-from ..audit import audit_record
-from ..models import (
-    OPERATION_ACTIVE,
-    ApprovalRequest,
-    Environment,
-    FreezeOverride,
-    GateResult,
-    Operation,
-    Release,
-)
-from ..services import DomainError
-from . import freeze
-from .common import ApprovalForbidden, R, Verdict, policy_of
-from .workflow import source_slot
+from portal.core import clock
+from portal.core.roles import Role, has_role, missing_role_message
+from releases.approvals import freeze
+from releases.approvals.common import ApprovalForbidden, R, Verdict, policy_of
+from releases.approvals.models import ApprovalRequest, FreezeOverride, GateResult
+from releases.approvals.workflow import source_slot
+from releases.audit.services import audit_record
+from releases.catalog.models import Environment, Release
+from releases.catalog.services import DomainError
+from strategies.operations.models import OPERATION_ACTIVE, Operation
 
 # --- freeze windows and the break-glass override ---------------------------------------------------
 
@@ -89,7 +82,7 @@ class GateCheck:
 
 
 def _slot_health_gate(release: Release, environment: Environment) -> GateCheck:
-    from ..providers import ProviderError, provider_for
+    from releases.catalog.providers import ProviderError, provider_for
 
     gate = GateResult.Gate.SLOT_HEALTH
     slot = source_slot(release, environment)

@@ -2,7 +2,7 @@
 
 `queue()` runs inside the transaction of the change it announces: it records one
 `NotificationDelivery` per recipient and channel, and enqueues one job per row on the
-"notifications" queue (sent to Redis when the transaction commits). The job (`releases.jobs.
+"notifications" queue (sent to Redis when the transaction commits). The job (`releases.catalog.jobs.
 deliver_notification`) calls `send()`; a failure is recorded on the row and raised so RQ retries
 it (`NOTIFICATION_RETRY_INTERVALS`). The page that caused it never waits for a mail server or a
 webhook.
@@ -33,9 +33,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rq import Retry
 
-from portal import clock
-
-from ..models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, NotificationDelivery
+from portal.core import clock
+from releases.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, NotificationDelivery
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +247,7 @@ def queue(request: ApprovalRequest, kind: str, *, people: list[Any]) -> list[Not
 
 
 def enqueue(delivery: NotificationDelivery) -> None:
-    from ..jobs import deliver_notification
+    from releases.catalog.jobs import deliver_notification
 
     intervals = list(settings.NOTIFICATION_RETRY_INTERVALS)
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None

@@ -15,16 +15,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
-from portal import clock
-from portal.htmx import partial_requested
-from portal.roles import Role, has_role, role_required
-from releases.approvals import ApprovalForbidden
-
-from .. import approvals, selectors
-from ..models import ApprovalRequest, ApprovalRequestStatus, Environment, Provider, Release, Slot
-from ..services import DomainError
-from . import freeze
-from .forms import (
+from portal.core import clock
+from portal.core.htmx import partial_requested
+from portal.core.roles import Role, has_role, role_required
+from releases.approvals import freeze, workflow
+from releases.approvals.common import ApprovalForbidden, policy_of
+from releases.approvals.forms import (
     DecisionForm,
     FreezeWindowFormSet,
     OverrideForm,
@@ -33,6 +29,13 @@ from .forms import (
     show_problems,
     window_initial,
 )
+from releases.approvals.gates import active_override, freeze_override, freeze_state, gates_evaluate, latest_gate_results
+from releases.approvals.models import ApprovalRequest, ApprovalRequestStatus
+from releases.approvals.policies import approvers_for, eligible_approvers, ineligibility, policy_problems, policy_update
+from releases.approvals.workflow import approval_request_open, source_slot
+from releases.catalog import selectors
+from releases.catalog.models import Environment, Provider, Release, Slot
+from releases.catalog.services import DomainError
 
 
 def _approval_or_404(request_id: int) -> ApprovalRequest:
@@ -62,10 +65,10 @@ def _approval_context(request: HttpRequest, approval: ApprovalRequest, **forms: 
     mine = next((d for d in decisions if d.approver_id == request.user.pk), None)
     why_not = ""
     if pending and not lapsed and mine is None and has_role(request.user, Role.APPROVER):
-        why_not = approvals.ineligibility(request.user, approval)
-    slot = approvals.source_slot(release, environment)
-    policy = approvals.policy_of(environment)
-    eligible = list(approvals.approvers_for(approval))
+        why_not = ineligibility(request.user, approval)
+    slot = source_slot(release, environment)
+    policy = policy_of(environment)
+    eligible = list(approvers_for(approval))
     decided = {d.approver_id for d in decisions}
     undecided = [person for person in eligible if person.pk not in decided]
     given = sum(d.verdict == "approve" for d in decisions)
@@ -87,9 +90,9 @@ def _approval_context(request: HttpRequest, approval: ApprovalRequest, **forms: 
         "slot": slot,
         "slot_url": slot_link(release, slot),
         "changes": selectors.releases_since_live(release),
-        "gates": approvals.latest_gate_results(release, environment),
-        "freezes": approvals.freeze_state(environment, now),
-        "override": approvals.active_override(release, environment, now),
+        "gates": latest_gate_results(release, environment),
+        "freezes": freeze_state(environment, now),
+        "override": active_override(release, environment, now),
         "overrides": release.freeze_overrides.filter(environment=environment).select_related("created_by"),
         "deliveries": approval.deliveries.all(),
         "events": selectors.audit_trail_of(approval),
@@ -136,7 +139,7 @@ def approval_decide(request: HttpRequest, request_id: int) -> HttpResponse:
         context = _approval_context(request, approval, decision_form=form)
         return render(request, "approvals/approval_detail.html", context, status=400)
     try:
-        approvals.approval_decide(
+        workflow.approval_decide(
             request=approval,
             actor=request.user,
             verdict=form.cleaned_data["verdict"],
@@ -160,7 +163,7 @@ def approval_decide(request: HttpRequest, request_id: int) -> HttpResponse:
 
 
 def _release_page(request: HttpRequest, release: Any, **kwargs: Any) -> HttpResponse:
-    from releases.views import release_page  # the release page builds on approvals, not the reverse
+    from releases.catalog.views import release_page  # the release page builds on approvals, not the reverse
 
     return release_page(request, release, **kwargs)
 
@@ -180,7 +183,7 @@ def _outcome(approval: ApprovalRequest) -> str:
 def approval_gates(request: HttpRequest, request_id: int) -> HttpResponse:
     """Evaluate the gates now (records the results); htmx swaps the gates table in place."""
     approval = _approval_or_404(request_id)
-    approvals.gates_evaluate(release=approval.release, environment=approval.environment, actor=request.user)
+    gates_evaluate(release=approval.release, environment=approval.environment, actor=request.user)
     if partial_requested(request):
         context = _approval_context(request, approval)
         return render(request, "approvals/approval_detail.html#gates", context)
@@ -197,7 +200,7 @@ def approval_override_freeze(request: HttpRequest, request_id: int) -> HttpRespo
         context = _approval_context(request, approval, override_form=form)
         return render(request, "approvals/approval_detail.html", context, status=400)
     try:
-        override = approvals.freeze_override(
+        override = freeze_override(
             release=approval.release,
             environment=approval.environment,
             actor=request.user,
@@ -222,7 +225,7 @@ def approval_override_freeze(request: HttpRequest, request_id: int) -> HttpRespo
 def release_request_approval(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(selectors.releases_for(), pk=pk)
     try:
-        approval = approvals.approval_request_open(release=release, actor=request.user)
+        approval = approval_request_open(release=release, actor=request.user)
     except DomainError as exc:
         messages.error(request, str(exc))
         return redirect(release)
@@ -235,7 +238,7 @@ def policy_edit(request: HttpRequest, slug: str, stage: str) -> HttpResponse:
     environment = get_object_or_404(
         Environment.objects.select_related("application", "slot"), application__slug=slug, stage=stage
     )
-    policy = approvals.policy_of(environment)
+    policy = policy_of(environment)
     status = 200
     if request.method == "POST":
         data = request.POST.copy()
@@ -267,9 +270,7 @@ def policy_edit(request: HttpRequest, slug: str, stage: str) -> HttpResponse:
         "formset": formset,
         "schedule": schedule,
         "frozen": freeze.active_freezes(windows, now),
-        "eligible": list(
-            approvals.eligible_approvers(groups=policy.approver_groups.all(), users=policy.approver_users.all())
-        )
+        "eligible": list(eligible_approvers(groups=policy.approver_groups.all(), users=policy.approver_users.all()))
         if policy
         else [],
         "timezones": sorted(available_timezones()),
@@ -283,7 +284,7 @@ def _save_policy(request: HttpRequest, environment: Environment, form: PolicyFor
     window_forms = formset.kept()
     windows = [window_form.window() for window_form in window_forms]
     data = form.cleaned_data
-    problems = approvals.policy_problems(
+    problems = policy_problems(
         approvals_required=data["approvals_required"],
         approver_groups=data["approver_groups"],
         approver_users=data["approver_users"],
@@ -297,7 +298,7 @@ def _save_policy(request: HttpRequest, environment: Environment, form: PolicyFor
         show_problems(form, window_forms, problems)
         return None
     try:
-        approvals.policy_update(
+        policy_update(
             environment=environment,
             actor=request.user,
             approvals_required=data["approvals_required"],

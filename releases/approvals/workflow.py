@@ -9,25 +9,17 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal import clock
-from portal.roles import Role, has_role
-
-from .. import services
-from ..audit import audit_record, snapshot
-from ..models import (
-    ApprovalDecision,
-    ApprovalRequest,
-    Environment,
-    Release,
-    ReleaseStatus,
-    Slot,
-    Stage,
-)
-from ..services import DomainError
-from ..webhooks.services import webhook_emit
-from . import freeze, notifications
-from .common import ApprovalForbidden, R, Verdict, needs_approval, policy_of
-from .policies import approvers_for, ineligibility
+from portal.core import clock
+from portal.core.roles import Role, has_role
+from releases.approvals import freeze, notifications
+from releases.approvals.common import ApprovalForbidden, R, Verdict, needs_approval, policy_of
+from releases.approvals.models import ApprovalDecision, ApprovalRequest
+from releases.approvals.policies import approvers_for, ineligibility
+from releases.audit.services import audit_record, snapshot
+from releases.catalog import services
+from releases.catalog.models import Environment, Release, ReleaseStatus, Slot, Stage
+from releases.catalog.services import DomainError
+from releases.webhooks.services import webhook_emit
 
 REQUEST_AUDIT_FIELDS = ["status", "approvals_required", "expires_at", "settled_at", "waited"]
 

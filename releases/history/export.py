@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from ..models import AuditEvent
+from releases.audit.models import AuditEvent
 
 CHUNK_SIZE = 2000
 

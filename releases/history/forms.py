@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from ..models import Application, ReleaseStatus, Stage
+from releases.catalog.models import Application, ReleaseStatus, Stage
 
 # Object types the audit trail records (AuditEvent.object_type is the model's `app_label.model_name`).
 OBJECT_TYPES: list[tuple[str, str]] = [

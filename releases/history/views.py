@@ -14,16 +14,15 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from portal import clock
-from portal.htmx import partial_requested
-from portal.roles import Role, role_required
-
-from .. import selectors
-from ..audit_chain import chain_status
-from ..models import Application
-from . import export
-from .forms import AuditFilterForm, HistoryFilterForm
-from .keyset import Cursor, InvalidCursor, KeysetPage, keyset_page
+from portal.core import clock
+from portal.core.htmx import partial_requested
+from portal.core.roles import Role, role_required
+from releases.audit.chain import chain_status
+from releases.catalog import selectors
+from releases.catalog.models import Application
+from releases.history import export
+from releases.history.forms import AuditFilterForm, HistoryFilterForm
+from releases.history.keyset import Cursor, InvalidCursor, KeysetPage, keyset_page
 
 # How many releases in between the compare view lists (their notes); more are summarised, not counted.
 COMPARE_LIMIT = 200

@@ -22,9 +22,8 @@ from django.conf import settings
 from django.db.models import F
 from rq import get_current_job
 
-from portal import clock
-
-from ..models import WebhookDelivery
+from portal.core import clock
+from releases.webhooks.models import WebhookDelivery
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
-from portal import clock
-
-from ..models import Application, ApprovalRequest, Operation, OperationStep, Release
+from portal.core import clock
+from releases.approvals.models import ApprovalRequest
+from releases.catalog.models import Application, Release
+from strategies.operations.models import Operation, OperationStep
 
 SCHEMA_VERSION = 1
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from .events import EVENT_TYPES
-from .services import url_problem
+from releases.webhooks.events import EVENT_TYPES
+from releases.webhooks.services import url_problem
 
 
 class SubscriptionForm(forms.Form):

@@ -19,11 +19,11 @@ from django.conf import settings
 from django.db import transaction
 from rq import Retry
 
-from portal import clock
-
-from ..audit import audit_record
-from ..models import Application, WebhookDelivery, WebhookSubscription
-from .events import EVENT_TYPES, build_payload
+from portal.core import clock
+from releases.audit.services import audit_record
+from releases.catalog.models import Application
+from releases.webhooks.events import EVENT_TYPES, build_payload
+from releases.webhooks.models import WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def events_problem(events: list[str]) -> str:
 
 
 def _check(url: str, events: list[str]) -> list[str]:
-    from ..services import DomainError  # releases.services imports this module (webhook_emit)
+    from releases.catalog.services import DomainError  # releases.catalog.services imports this module (webhook_emit)
 
     if problem := url_problem(url) or events_problem(events):
         raise DomainError(problem)
@@ -187,7 +187,7 @@ def delivery_redeliver(*, delivery: WebhookDelivery, actor: Any) -> WebhookDeliv
 
 def enqueue(delivery: WebhookDelivery) -> None:
     """Queue the delivery's job; django-rq sends it to Redis when the transaction commits."""
-    from .delivery import deliver_webhook
+    from releases.webhooks.delivery import deliver_webhook
 
     intervals = list(settings.WEBHOOK_RETRY_INTERVALS)
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from releases.webhooks import views
 
 urlpatterns = [
     path("apps/<slug:slug>/webhooks/", views.webhook_list, name="webhook_list"),

@@ -20,10 +20,9 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from portal import clock
-
-from . import stats
-from .models import Experiment, ExperimentExposure, ExperimentMetricValue, ExperimentSnapshot
+from portal.core import clock
+from strategies.experiments import stats
+from strategies.experiments.models import Experiment, ExperimentExposure, ExperimentMetricValue, ExperimentSnapshot
 
 Status = Experiment.Status
 ANALYSIS_WORK_MEM = "96MB"  # PostgreSQL, for the analysis transaction only (SET LOCAL)

@@ -16,9 +16,9 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ..flags import ofrep
-from ..flags import services as flag_services
-from . import ingest
+from strategies.experiments import ingest
+from strategies.flags import ofrep
+from strategies.flags import services as flag_services
 
 MAX_BODY_BYTES = getattr(settings, "EXPERIMENT_EVENTS_MAX_BODY_BYTES", 2 * 1024 * 1024)
 

@@ -1,6 +1,6 @@
 """The results page's SVG charts: intervals against zero, and the cumulative effect over time.
 
-Server-rendered like `releases.charts` (whose label helpers this reuses): no script and no style
+Server-rendered like `releases.history.charts` (whose label helpers this reuses): no script and no style
 attribute, colours from CSS classes (static/css/experiments.css), a <title> on every mark, and the
 same figures in the page's tables.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from releases.charts import _nice
+from releases.history.charts import _nice
 
 WIDTH = 720
 LEFT, RIGHT, TOP, BOTTOM = 150, 24, 16, 34

@@ -6,10 +6,9 @@ from typing import Any
 
 from django import forms
 
-from releases.models import Application
-
-from ..flags.definitions import parse_split
-from ..flags.models import Flag, Lifecycle, Segment
+from releases.catalog.models import Application
+from strategies.flags.definitions import parse_split
+from strategies.flags.models import Flag, Lifecycle, Segment
 
 KIND_CHOICES = [("conversion", "Conversion (did the user do it?)"), ("continuous", "Continuous (how much?)")]
 DIRECTION_CHOICES = [("increase", "Higher is better"), ("decrease", "Lower is better")]

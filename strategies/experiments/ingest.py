@@ -20,9 +20,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
-from portal import clock
-
-from .models import Experiment, ExperimentEventReceipt, ExperimentExposure, ExperimentMetricValue
+from portal.core import clock
+from strategies.experiments.models import Experiment, ExperimentEventReceipt, ExperimentExposure, ExperimentMetricValue
 
 MAX_EVENTS = 5000
 ROWS_PER_STATEMENT = 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from . import analysis, services
+from strategies.experiments import analysis, services
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from releases.models import Environment
-
-from ..flags.models import Flag, FlagChangeRequest, Segment
+from releases.catalog.models import Environment
+from strategies.flags.models import Flag, FlagChangeRequest, Segment
 
 experiment_key_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,59}$", "Use lower-case letters, digits and hyphens, starting with a letter or digit."
@@ -80,6 +79,7 @@ class Experiment(models.Model):
     )
 
     class Meta:
+        db_table = "strategies_experiment"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["environment", "key"], name="experiment_key_unique_per_environment"),
@@ -123,6 +123,9 @@ class ExperimentEventReceipt(models.Model):
     received_at = models.DateTimeField()
 
     class Meta:
+        db_table = (
+            "strategies_experimenteventreceipt"  # kept from before the move (docs/architecture.md, "Moving a model")
+        )
         constraints = [
             models.UniqueConstraint(fields=["environment_id", "event_id"], name="experiment_event_id_unique"),
         ]
@@ -143,6 +146,7 @@ class ExperimentExposure(models.Model):
     conflicted = models.BooleanField(default=False)
 
     class Meta:
+        db_table = "strategies_experimentexposure"  # kept from before the move (docs/architecture.md, "Moving a model")
         constraints = [
             models.UniqueConstraint(fields=["experiment", "user_key"], name="one_exposure_per_user"),
         ]
@@ -161,6 +165,9 @@ class ExperimentMetricValue(models.Model):
     total = models.FloatField(default=0.0)
 
     class Meta:
+        db_table = (
+            "strategies_experimentmetricvalue"  # kept from before the move (docs/architecture.md, "Moving a model")
+        )
         constraints = [
             models.UniqueConstraint(fields=["experiment", "user_key", "metric"], name="one_metric_value_per_user"),
         ]
@@ -177,6 +184,7 @@ class ExperimentSnapshot(models.Model):
     results = models.JSONField(default=dict)
 
     class Meta:
+        db_table = "strategies_experimentsnapshot"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["experiment", "taken_at", "id"]
         indexes = [models.Index(fields=["experiment", "taken_at"], name="experiment_snapshot_time")]
 

@@ -6,8 +6,8 @@ import math
 from datetime import datetime
 from typing import Any
 
-from . import charts
-from .models import Experiment, ExperimentSnapshot
+from strategies.experiments import charts
+from strategies.experiments.models import Experiment, ExperimentSnapshot
 
 
 def _num(value: Any, digits: int = 3) -> str:

@@ -21,16 +21,15 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from portal import clock
-from portal.roles import Role, require_role
-from releases.audit import audit_record
-from releases.services import DomainError
-
-from ..flags import changes
-from ..flags import services as flag_services
-from ..flags.definitions import DefinitionError
-from ..flags.models import DarkLaunch, Flag, FlagChangeRequest, Lifecycle, Segment
-from .models import ACTIVE_STATUSES, Experiment
+from portal.core import clock
+from portal.core.roles import Role, require_role
+from releases.audit.services import audit_record
+from releases.catalog.services import DomainError
+from strategies.experiments.models import ACTIVE_STATUSES, Experiment
+from strategies.flags import changes
+from strategies.flags import services as flag_services
+from strategies.flags.definitions import DefinitionError
+from strategies.flags.models import DarkLaunch, Flag, FlagChangeRequest, Lifecycle, Segment
 
 __all__ = ["DefinitionError", "DomainError"]
 
@@ -147,7 +146,7 @@ def planned_users(
     baseline_sd: float | None = None,
 ) -> int:
     """Users per variant for the primary metric (the power calculator); DefinitionError naming the field."""
-    from . import stats
+    from strategies.experiments import stats
 
     errors: dict[str, list[str]] = {}
     if not 0 < alpha < 0.5:
@@ -404,7 +403,7 @@ def experiment_start(*, experiment: Experiment, actor: Any, reason: str = "") ->
 
 
 def _latest_analysis(experiment: Experiment) -> dict[str, Any]:
-    from .analysis import analyse
+    from strategies.experiments.analysis import analyse
 
     return analyse(experiment)
 

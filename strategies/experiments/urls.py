@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api, views
+from strategies.experiments import api, views
 
 urlpatterns = [
     path("experiments/", views.experiments_overview, name="experiments_overview"),

@@ -14,16 +14,15 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from portal.htmx import partial_requested
-from portal.roles import Role, has_role, role_required
-from releases.models import Application
-from releases.services import DomainError
-
-from ..flags.definitions import DefinitionError
-from ..flags.forms import add_definition_errors
-from . import analysis, selectors, services, stats
-from .forms import ExperimentForm, PowerForm, ShipForm
-from .models import Experiment
+from portal.core.htmx import partial_requested
+from portal.core.roles import Role, has_role, role_required
+from releases.catalog.models import Application
+from releases.catalog.services import DomainError
+from strategies.experiments import analysis, selectors, services, stats
+from strategies.experiments.forms import ExperimentForm, PowerForm, ShipForm
+from strategies.experiments.models import Experiment
+from strategies.flags.definitions import DefinitionError
+from strategies.flags.forms import add_definition_errors
 
 
 def _experiment(slug: str, pk: int) -> Experiment:

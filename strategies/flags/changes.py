@@ -23,17 +23,16 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from portal import clock
-from portal.roles import Role, has_role, missing_role_message, require_role
+from portal.core import clock
+from portal.core.roles import Role, has_role, missing_role_message, require_role
 from releases.approvals.common import policy_of
 from releases.approvals.policies import eligible_approvers
-from releases.audit import audit_record
-from releases.models import Environment
-from releases.services import DomainError
-
-from . import services
-from .definitions import DefinitionError
-from .models import DarkLaunch, Flag, FlagApprovalSetting, FlagChangeRequest
+from releases.audit.services import audit_record
+from releases.catalog.models import Environment
+from releases.catalog.services import DomainError
+from strategies.flags import services
+from strategies.flags.definitions import DefinitionError
+from strategies.flags.models import DarkLaunch, Flag, FlagApprovalSetting, FlagChangeRequest
 
 Status = FlagChangeRequest.Status
 Action = FlagChangeRequest.Action
@@ -167,7 +166,7 @@ def _run(action: str, flag: Flag, arguments: dict[str, Any], actor: Any) -> None
     elif action == Action.LAUNCH_ROLLOUT:
         services.launch_rollout(launch=_active_launch(flag), actor=actor, approved=True, **arguments)
     elif action == Action.SCHEDULE:
-        from . import schedules  # it asks this module whether approval is required
+        from strategies.flags import schedules  # it asks this module whether approval is required
 
         steps = [(datetime.fromisoformat(at), percent) for at, percent in arguments["steps"]]
         schedules.schedule_create(
@@ -322,7 +321,7 @@ def _apply(request: FlagChangeRequest, actor: Any) -> None:
 
 def pending_for(flag: Flag, user: Any) -> list[dict[str, Any]]:
     """The flag's pending changes, each with whether `user` may decide it and a diff."""
-    from .selectors import definition_diff
+    from strategies.flags.selectors import definition_diff
 
     rows = []
     for request in flag.change_requests.filter(status=Status.PENDING).select_related("proposed_by", "flag"):

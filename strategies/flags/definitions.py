@@ -49,7 +49,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
-from .models import FlagType
+from strategies.flags.models import FlagType
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 FLAGS_SCHEMA_ID = "https://flagd.dev/schema/v0/flags.json"

@@ -27,8 +27,8 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode, OpenFeatureError
 from openfeature.flag_evaluation import Reason
 
-from .definitions import normalise_version
-from .models import FlagSet
+from strategies.flags.definitions import normalise_version
+from strategies.flags.models import FlagSet
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,9 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
-from releases.models import Application
-
-from .definitions import (
-    COMMON_ATTRIBUTES,
-    OPERATORS,
-    DefinitionError,
-    format_split,
-    parse_split,
-)
-from .models import Flag, FlagType, Segment, flag_key_validator
+from releases.catalog.models import Application
+from strategies.flags.definitions import COMMON_ATTRIBUTES, OPERATORS, DefinitionError, format_split, parse_split
+from strategies.flags.models import Flag, FlagType, Segment, flag_key_validator
 
 CONDITION_ROWS = 3
 ATTRIBUTE_HELP = (

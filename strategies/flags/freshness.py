@@ -91,7 +91,7 @@ def keys_changed(**_: object) -> None:
 
 
 def connect_signals() -> None:
-    from .models import FlagApiKey
+    from strategies.flags.models import FlagApiKey
 
     post_save.connect(keys_changed, sender=FlagApiKey, dispatch_uid="flag-api-key-saved")
     post_delete.connect(keys_changed, sender=FlagApiKey, dispatch_uid="flag-api-key-deleted")

@@ -6,12 +6,12 @@ from typing import Any
 
 from rq import get_current_job
 
-from releases.audit import origin
+from releases.audit.services import origin
 
 
 def apply_due_flag_schedules() -> dict[str, Any]:
     """Apply the due steps of scheduled flag changes (turn on/off at a time, ramps)."""
-    from .schedules import apply_due
+    from strategies.flags.schedules import apply_due
 
     job = get_current_job()
     with origin(via="job", job_id=job.id if job else ""):

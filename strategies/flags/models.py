@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from releases.models import Application, Environment
+from releases.catalog.models import Application, Environment
 
 flag_key_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
@@ -66,6 +66,7 @@ class Segment(models.Model):
     updated_at = models.DateTimeField()
 
     class Meta:
+        db_table = "strategies_segment"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["application", "key"]
         constraints = [
             models.UniqueConstraint(fields=["application", "key"], name="segment_key_unique_per_application")
@@ -83,6 +84,9 @@ class FlagSet(models.Model):
     document = models.JSONField(default=dict, help_text="flagd flag definitions, valid against flags.json.")
     hints = models.JSONField(default=dict, help_text="Per flag: how to evaluate it over OFREP (evaluation.py).")
     updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "strategies_flagset"  # kept from before the move (docs/architecture.md, "Moving a model")
 
     def __str__(self) -> str:
         return f"Flags of {self.environment} (revision {self.revision})"
@@ -115,6 +119,7 @@ class Flag(models.Model):
     updated_at = models.DateTimeField()
 
     class Meta:
+        db_table = "strategies_flag"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["environment", "key"]
         constraints = [
             models.UniqueConstraint(fields=["environment", "key"], name="flag_key_unique_per_environment"),
@@ -155,6 +160,7 @@ class DarkLaunch(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "strategies_darklaunch"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["-started_at"]
         constraints = [
             models.UniqueConstraint(fields=["flag"], condition=Q(status="active"), name="one_active_launch_per_flag"),
@@ -192,6 +198,7 @@ class FlagApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "strategies_flagapikey"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -218,6 +225,7 @@ class FlagEventBucket(models.Model):
     latency_samples = models.JSONField(default=list, help_text="At most a few latencies (ms) of the minute.")
 
     class Meta:
+        db_table = "strategies_flageventbucket"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["environment", "flag_key", "minute"]
         constraints = [
             models.UniqueConstraint(
@@ -261,6 +269,7 @@ class FlagSchedule(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "strategies_flagschedule"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -282,6 +291,9 @@ class FlagApprovalSetting(models.Model):
     environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="flag_approval_setting")
     changes_need_approval = models.BooleanField(default=False)
     updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "strategies_flagapprovalsetting"  # kept from before the move (docs/architecture.md)
 
     def __str__(self) -> str:
         return f"Flag approvals of {self.environment}: {'on' if self.changes_need_approval else 'off'}"
@@ -333,6 +345,7 @@ class FlagChangeRequest(models.Model):
     comment = models.TextField(blank=True)
 
     class Meta:
+        db_table = "strategies_flagchangerequest"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["-proposed_at"]
         constraints = [
             models.CheckConstraint(
@@ -362,6 +375,7 @@ class ReleaseFlag(models.Model):
     )
 
     class Meta:
+        db_table = "strategies_releaseflag"  # kept from before the move (docs/architecture.md, "Moving a model")
         ordering = ["release", "flag_key"]
         constraints = [
             models.UniqueConstraint(fields=["release", "flag_key"], name="release_flag_unique"),

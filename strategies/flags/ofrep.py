@@ -31,12 +31,11 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from portal import clock
-from releases.models import Environment
-
-from . import evaluation, freshness, services
-from .definitions import DefinitionError
-from .models import FlagApiKey, FlagSet
+from portal.core import clock
+from releases.catalog.models import Environment
+from strategies.flags import evaluation, freshness, services
+from strategies.flags.definitions import DefinitionError
+from strategies.flags.models import FlagApiKey, FlagSet
 
 log = logging.getLogger(__name__)
 

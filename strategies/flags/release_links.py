@@ -7,13 +7,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from portal import clock
-from releases.audit import audit_record
-from releases.models import Release
-
-from . import services
-from .definitions import DefinitionError
-from .models import DarkLaunch, Flag, ReleaseFlag, flag_key_validator
+from portal.core import clock
+from releases.audit.services import audit_record
+from releases.catalog.models import Release
+from strategies.flags import services
+from strategies.flags.definitions import DefinitionError
+from strategies.flags.models import DarkLaunch, Flag, ReleaseFlag, flag_key_validator
 
 
 def declare(*, release: Release, flag_key: str, actor: Any, note: str = "") -> ReleaseFlag:

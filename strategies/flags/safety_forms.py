@@ -9,9 +9,8 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from portal import clock
-
-from .models import Flag, FlagSchedule
+from portal.core import clock
+from strategies.flags.models import Flag, FlagSchedule
 
 RELATIVE = re.compile(r"^\+(\d+)\s*([mhd])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days"}

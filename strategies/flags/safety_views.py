@@ -11,15 +11,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
-from portal.roles import Role, role_required
-from releases.models import Environment, Release
-from releases.services import DomainError
-
-from . import changes, release_links, schedules
-from .definitions import DefinitionError
-from .models import FlagChangeRequest, FlagSchedule, ReleaseFlag
-from .safety_forms import DecisionForm, ReleaseFlagForm, ScheduleForm
-from .views import _flag, _flag_page
+from portal.core.roles import Role, role_required
+from releases.catalog.models import Environment, Release
+from releases.catalog.services import DomainError
+from strategies.flags import changes, release_links, schedules
+from strategies.flags.definitions import DefinitionError
+from strategies.flags.models import FlagChangeRequest, FlagSchedule, ReleaseFlag
+from strategies.flags.safety_forms import DecisionForm, ReleaseFlagForm, ScheduleForm
+from strategies.flags.views import _flag, _flag_page
 
 
 def _errors(exc: DefinitionError) -> str:

@@ -17,14 +17,13 @@ from typing import Any
 
 from django.db import transaction
 
-from portal import clock
-from releases.audit import audit_record
-from releases.services import DomainError
-
-from . import services
-from .changes import approval_required
-from .definitions import DefinitionError
-from .models import DarkLaunch, Flag, FlagSchedule, Lifecycle
+from portal.core import clock
+from releases.audit.services import audit_record
+from releases.catalog.services import DomainError
+from strategies.flags import services
+from strategies.flags.changes import approval_required
+from strategies.flags.definitions import DefinitionError
+from strategies.flags.models import DarkLaunch, Flag, FlagSchedule, Lifecycle
 
 log = logging.getLogger(__name__)
 Kind, Status = FlagSchedule.Kind, FlagSchedule.Status

@@ -10,13 +10,12 @@ from django.db.models import Case, Q, QuerySet, Sum, Value, When
 from django.db.models.fields import BooleanField
 from scipy import stats
 
-from portal import clock
-from releases.models import AuditEvent
-
-from .definitions import definition_diff
-from .evaluation import exposures
-from .models import DarkLaunch, Flag, FlagEventBucket, Lifecycle
-from .services import stale_filter
+from portal.core import clock
+from releases.audit.models import AuditEvent
+from strategies.flags.definitions import definition_diff
+from strategies.flags.evaluation import exposures
+from strategies.flags.models import DarkLaunch, Flag, FlagEventBucket, Lifecycle
+from strategies.flags.services import stale_filter
 
 
 def stale_flags() -> QuerySet[Flag]:

@@ -20,14 +20,13 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 
-from portal import clock
-from portal.roles import Role, require_role
-from releases.audit import audit_record
-from releases.models import Environment
-from releases.services import DomainError
-
-from . import freshness
-from .definitions import (
+from portal.core import clock
+from portal.core.roles import Role, require_role
+from releases.audit.services import audit_record
+from releases.catalog.models import Environment
+from releases.catalog.services import DomainError
+from strategies.flags import freshness
+from strategies.flags.definitions import (
     DefinitionError,
     FlagSpec,
     clean_flag,
@@ -38,7 +37,7 @@ from .definitions import (
     segment_logic,
     validate_document,
 )
-from .models import DarkLaunch, Flag, FlagApiKey, FlagEventBucket, FlagSet, FlagType, Lifecycle, Segment
+from strategies.flags.models import DarkLaunch, Flag, FlagApiKey, FlagEventBucket, FlagSet, FlagType, Lifecycle, Segment
 
 __all__ = ["DefinitionError", "DomainError"]
 
@@ -498,7 +497,7 @@ def api_key_touch(key_id: int, last_used_at: datetime | None) -> datetime | None
 
 def _direct_change_allowed(environment: Environment, approved: bool) -> None:
     """Where flag changes need approval, a dark-launch step only comes from an approved change request."""
-    from .changes import approval_required
+    from strategies.flags.changes import approval_required
 
     if not approved and approval_required(environment):
         raise DomainError(

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import ofrep, safety_views, views
+from strategies.flags import ofrep, safety_views, views
 
 urlpatterns = [
     path("flags/", views.flags_overview, name="flags_overview"),

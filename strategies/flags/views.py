@@ -17,14 +17,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from portal.htmx import partial_requested
-from portal.roles import Role, require_role, role_required
-from releases.models import Application
-from releases.services import DomainError
-
-from . import changes, selectors, services
-from .definitions import DefinitionError, describe_condition, format_split, pretty
-from .forms import (
+from portal.core.htmx import partial_requested
+from portal.core.roles import Role, require_role, role_required
+from releases.catalog.models import Application
+from releases.catalog.services import DomainError
+from strategies.flags import changes, selectors, services
+from strategies.flags.definitions import DefinitionError, describe_condition, format_split, pretty
+from strategies.flags.forms import (
     ApiKeyForm,
     CohortForm,
     FlagForm,
@@ -34,8 +33,17 @@ from .forms import (
     SegmentForm,
     add_definition_errors,
 )
-from .models import DarkLaunch, Flag, FlagApiKey, FlagApprovalSetting, FlagChangeRequest, FlagSet, Lifecycle, Segment
-from .safety_forms import ScheduleForm
+from strategies.flags.models import (
+    DarkLaunch,
+    Flag,
+    FlagApiKey,
+    FlagApprovalSetting,
+    FlagChangeRequest,
+    FlagSet,
+    Lifecycle,
+    Segment,
+)
+from strategies.flags.safety_forms import ScheduleForm
 
 
 def _flag(slug: str, pk: int) -> Flag:

@@ -12,10 +12,11 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from portal.roles import Role
-from releases.api.auth import token_hash
-from releases.api.tokens import token_create
-from releases.models import ApiToken, Application, ReleaseStatus
+from portal.api.auth import token_hash
+from portal.api.models import ApiToken
+from portal.api.tokens import token_create
+from portal.core.roles import Role
+from releases.catalog.models import Application, ReleaseStatus
 from tests.factories import (
     ApiTokenFactory,
     ApplicationFactory,

@@ -9,10 +9,11 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client, override_settings
 
-from portal import clock
-from portal.roles import Role
-from releases.api.auth import token_hash
-from releases.models import ApiToken, Application, Release, ReleaseStatus
+from portal.api.auth import token_hash
+from portal.api.models import ApiToken
+from portal.core import clock
+from portal.core.roles import Role
+from releases.catalog.models import Application, Release, ReleaseStatus
 from tests.api.conftest import ALL_SCOPES, Call, assert_problem, forge, issue
 from tests.factories import ReleaseFactory, UserFactory
 
@@ -82,7 +83,7 @@ def test_a_token_loses_what_its_owner_loses(call: Call, release_manager: User, c
 
 
 def test_the_service_refuses_a_scope_the_owners_role_cannot_use(viewer: User) -> None:
-    from releases.services import DomainError
+    from releases.catalog.services import DomainError
 
     with pytest.raises(DomainError, match="operations:write scope needs the release manager role"):
         issue(viewer, ["operations:write"])

@@ -18,8 +18,12 @@ from django.db import connection, connections
 from django.test import Client
 from rq import Queue
 
-from releases import approvals
-from releases.models import ApprovalRequest, AuditEvent, IdempotencyKey, Operation, Release
+from portal.api.models import IdempotencyKey
+from releases.approvals.models import ApprovalRequest
+from releases.approvals.workflow import approval_decide
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Release
+from strategies.operations.models import Operation
 from tests.api.conftest import FAST_BLUE_GREEN
 
 pytestmark = [
@@ -90,7 +94,7 @@ def test_concurrent_retries_with_one_key_start_one_operation(
         headers={"Authorization": f"Bearer {token}"},
     )
     release = Release.objects.get(pk=registered.json()["id"])
-    approvals.approval_decide(request=ApprovalRequest.objects.get(release=release), actor=approver, verdict="approve")
+    approval_decide(request=ApprovalRequest.objects.get(release=release), actor=approver, verdict="approve")
     promote = {"strategy": "blue_green", "parameters": FAST_BLUE_GREEN}
 
     answers = at_once([post(f"/api/v1/releases/{release.pk}/promote", token, promote, key="promote-2.0.0")] * TRIES)

@@ -8,17 +8,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 
-from releases import approvals
-from releases.models import (
-    ApprovalRequest,
-    AuditEvent,
-    FreezeWindow,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    StepStatus,
-)
+from releases.approvals.models import ApprovalRequest, FreezeWindow
+from releases.approvals.workflow import approval_decide
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Release, ReleaseStatus
+from strategies.operations.models import Operation, OperationStatus, StepStatus
 from tests.api.conftest import FAST_BLUE_GREEN, Call, assert_problem
 from tests.factories import (
     ApplicationFactory,
@@ -54,7 +48,7 @@ def registered(call: Call, token: str, checkout) -> dict:
 def approved(registered: dict, approver: User) -> Release:
     release = Release.objects.get(pk=registered["id"])
     request = ApprovalRequest.objects.get(release=release)
-    approvals.approval_decide(request=request, actor=approver, verdict="approve")
+    approval_decide(request=request, actor=approver, verdict="approve")
     release.refresh_from_db()
     assert release.status == ReleaseStatus.APPROVED
     return release

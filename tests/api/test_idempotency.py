@@ -8,9 +8,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from portal import clock
-from releases import approvals
-from releases.models import ApprovalRequest, AuditEvent, IdempotencyKey, Operation, Release, ReleaseStatus
+from portal.api.models import IdempotencyKey
+from portal.core import clock
+from releases.approvals.models import ApprovalRequest
+from releases.approvals.workflow import approval_decide
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Release, ReleaseStatus
+from strategies.operations.models import Operation
 from tests.api.conftest import ALL_SCOPES, FAST_BLUE_GREEN, Call, assert_problem, issue
 from tests.factories import ReleaseFactory
 
@@ -72,9 +76,7 @@ def test_a_failed_first_attempt_leaves_the_key_free_for_the_retry(
     key = {"Idempotency-Key": "run-4711-step-promote"}
 
     refused = call("POST", f"releases/{release['id']}/promote", token, promote, headers=key)
-    approvals.approval_decide(
-        request=ApprovalRequest.objects.get(release_id=release["id"]), actor=approver, verdict="approve"
-    )
+    approval_decide(request=ApprovalRequest.objects.get(release_id=release["id"]), actor=approver, verdict="approve")
     retried = call("POST", f"releases/{release['id']}/promote", token, promote, headers=key)
     replayed = call("POST", f"releases/{release['id']}/promote", token, promote, headers=key)
 

@@ -10,8 +10,11 @@ import requests
 from django.contrib.auth.models import User
 from rq import Queue
 
-from releases import approvals
-from releases.models import ApprovalRequest, AuditEvent, Operation, ReleaseStatus
+from releases.approvals.models import ApprovalRequest
+from releases.approvals.workflow import approval_decide
+from releases.audit.models import AuditEvent
+from releases.catalog.models import ReleaseStatus
+from strategies.operations.models import Operation
 from tests.api.conftest import ALL_SCOPES, FAST_BLUE_GREEN, issue
 from tests.strategies.conftest import drive
 
@@ -49,7 +52,7 @@ def test_a_pipeline_registers_waits_for_approval_promotes_and_sees_it_live(
 
     # 4. An approver approves in the portal.
     request = ApprovalRequest.objects.get(pk=approval["requests"][0]["id"])
-    approvals.approval_decide(request=request, actor=approver, verdict="approve")
+    approval_decide(request=request, actor=approver, verdict="approve")
     assert api.get(f"{base}/releases/{release['id']}", timeout=10).json()["status"] == "approved"
 
     # 5. Promote, and follow the operation while a worker runs it.

@@ -20,8 +20,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from releases.api.routing import ENDPOINTS
-from releases.models import Application, OperationStatus, ReleaseStatus
+from portal.api.routing import ENDPOINTS
+from releases.catalog.models import Application, ReleaseStatus
+from strategies.operations.models import OperationStatus
 from tests.api.conftest import ALL_SCOPES, issue
 from tests.factories import OperationFactory, ReleaseFactory, UserFactory
 

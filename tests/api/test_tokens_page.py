@@ -6,8 +6,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from releases.api.auth import token_hash
-from releases.models import ApiToken, AuditEvent
+from portal.api.auth import token_hash
+from portal.api.models import ApiToken
+from releases.audit.models import AuditEvent
 from tests.api.conftest import Call, forge, issue
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pytest_django.fixtures import Settings
 
-from releases.models import Application
-from releases.providers.azure import AzureProvider
+from releases.catalog.models import Application
+from releases.catalog.providers.azure import AzureProvider
 from tests.azure_emulator import AzureEmulator, EmulatedSite, ServicePrincipal
 from tests.factories import ApplicationFactory
 

@@ -22,8 +22,8 @@ def main() -> None:
 
     settings.AZURE_POLLING_INTERVAL = float(os.environ.get("SLIPWAY_TEST_POLLING_INTERVAL", "0.05"))
 
-    from releases.models import Application
-    from releases.providers.azure import AzureProvider
+    from releases.catalog.models import Application
+    from releases.catalog.providers.azure import AzureProvider
 
     coordinates, token_file = json.loads(sys.argv[1]), Path(sys.argv[2])
     application = Application(**coordinates)

@@ -20,8 +20,8 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings
 
-from releases.models import Application, AzureCredential
-from releases.providers import (
+from releases.catalog.models import Application, AzureCredential
+from releases.catalog.providers import (
     PRODUCTION_SLOT,
     Attempt,
     AuthError,
@@ -32,17 +32,16 @@ from releases.providers import (
     call_with_retry,
     provider_for,
 )
-from releases.providers.azure import (
+from releases.catalog.providers.azure import (
     WARMUP_PATH_SETTING,
     WARMUP_STATUSES_SETTING,
     AzureProvider,
     credential_for,
     is_loopback_host,
 )
+from tests.azure.conftest import PRINCIPAL, azure_environment
 from tests.azure_emulator import AzureEmulator, EmulatedSite, MinuteMetrics
 from tests.factories import ApplicationFactory
-
-from .conftest import PRINCIPAL, azure_environment
 
 
 def versions(site: EmulatedSite) -> dict[str, str]:

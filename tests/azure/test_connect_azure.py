@@ -8,7 +8,8 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django.fixtures import Settings
 
-from releases.models import Application, AuditEvent, Environment
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Application, Environment
 from tests.azure_emulator import AzureEmulator
 from tests.factories import ApplicationFactory
 

@@ -18,26 +18,19 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from rq import Queue
 
-from releases.models import (
-    Application,
-    AuditEvent,
-    Health,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    StepStatus,
-)
-from releases.providers.azure import AzureProvider
-from releases.services import slots_refresh
-from strategies import services
-from strategies.engine import operations_recover
+from releases.audit.models import AuditEvent
+from releases.audit.services import audit_type
+from releases.catalog.models import Application, Health, Release, ReleaseStatus
+from releases.catalog.providers.azure import AzureProvider
+from releases.catalog.services import slots_refresh
+from strategies.operations import services
+from strategies.operations.engine import operations_recover
+from strategies.operations.models import Operation, OperationStatus, StepStatus
+from tests.azure.conftest import azure_environment
 from tests.azure_emulator import AzureEmulator, EmulatedSite, MinuteMetrics
 from tests.factories import ApplicationFactory, ReleaseFactory
 from tests.releases.test_jobs import _subprocess_database_url
 from tests.strategies.conftest import drive
-
-from .conftest import azure_environment
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -98,7 +91,7 @@ def statuses(*releases: Release) -> list[str]:
 
 def actions(obj: Operation | Release) -> list[str]:
     return list(
-        AuditEvent.objects.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk))
+        AuditEvent.objects.filter(object_type=audit_type(obj), object_id=str(obj.pk))
         .order_by("id")
         .values_list("action", flat=True)
     )

@@ -14,9 +14,9 @@ Tests arrange the world through `add_site`, steer it through each site's knobs (
 what was asked with `calls` / `requests` (e.g. how many swap POSTs arrived).
 """
 
-from .emulator import AzureEmulator
-from .identity import ServicePrincipal
-from .state import PRODUCTION, VERSION_SETTING, EmulatedSite, EmulatedSlot, MinuteMetrics
+from tests.azure_emulator.emulator import AzureEmulator
+from tests.azure_emulator.identity import ServicePrincipal
+from tests.azure_emulator.state import PRODUCTION, VERSION_SETTING, EmulatedSite, EmulatedSlot, MinuteMetrics
 
 __all__ = [
     "PRODUCTION",

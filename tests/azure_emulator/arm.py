@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .state import DEFAULT_ERRORS, PRODUCTION, EmulatedSite, EmulatedSlot, Fault, SwapOperation
+from tests.azure_emulator.state import DEFAULT_ERRORS, PRODUCTION, EmulatedSite, EmulatedSlot, Fault, SwapOperation
 
 if TYPE_CHECKING:
-    from .emulator import AzureEmulator
+    from tests.azure_emulator.emulator import AzureEmulator
 
 WEB_API_VERSIONS = frozenset({"2025-05-01", "2024-11-01", "2024-04-01", "2023-12-01", "2023-01-01", "2022-09-01"})
 MONITOR_API_VERSIONS = frozenset({"2024-02-01", "2023-10-01", "2021-05-01", "2019-07-01", "2018-01-01"})

@@ -15,9 +15,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import arm
-from .identity import ServicePrincipal, openid_configuration, token_answer, write_self_signed_certificate
-from .state import PRODUCTION, VERSION_SETTING, EmulatedSite, EmulatedSlot, Fault, MinuteMetrics, Record
+from tests.azure_emulator import arm
+from tests.azure_emulator.identity import (
+    ServicePrincipal,
+    openid_configuration,
+    token_answer,
+    write_self_signed_certificate,
+)
+from tests.azure_emulator.state import (
+    PRODUCTION,
+    VERSION_SETTING,
+    EmulatedSite,
+    EmulatedSlot,
+    Fault,
+    MinuteMetrics,
+    Record,
+)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -12,8 +12,8 @@ import requests
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from portal import clock
-from releases.models import AuditEvent
+from portal.core import clock
+from releases.audit.models import AuditEvent
 from strategies.experiments import analysis
 from strategies.experiments.models import Experiment
 from strategies.flags.models import Flag

@@ -24,9 +24,10 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import Reason
 from playwright.sync_api import expect
 
-from portal import clock
-from portal.roles import Role
-from releases.models import Application, AuditEvent, Environment, Stage
+from portal.core import clock
+from portal.core.roles import Role
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Application, Environment, Stage
 from strategies.flags import changes, evaluation, services
 from strategies.flags.models import DarkLaunch, Flag, FlagChangeRequest, Segment
 from tests.conftest import TEST_REDIS_DB

@@ -10,9 +10,10 @@ import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
-from portal.roles import Role
-from releases import services
-from releases.models import Application, ApprovalRequestStatus, Release, ReleaseStatus, Stage
+from portal.core.roles import Role
+from releases.approvals.models import ApprovalRequestStatus
+from releases.catalog import services
+from releases.catalog.models import Application, Release, ReleaseStatus, Stage
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, ReleaseFactory, UserFactory, add_simulated_site
 from tests.strategies.conftest import VERSIONS, with_load
 

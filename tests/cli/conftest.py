@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from releases.models import Operation
+from strategies.operations.models import Operation
 from tests.api.conftest import checkout, pipeline, token  # noqa: F401 (fixtures)
 
 CLI = Path(settings.BASE_DIR) / "cli"

@@ -12,16 +12,10 @@ import pytest
 from django.contrib.auth.models import User
 from rq import Queue
 
-from releases import approvals
-from releases.models import (
-    Application,
-    ApprovalRequest,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    SimulatorVersionProfile,
-)
+from releases.approvals.models import ApprovalRequest
+from releases.approvals.workflow import approval_decide
+from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorVersionProfile
+from strategies.operations.models import Operation, OperationStatus
 from tests.cli.conftest import operation_started
 from tests.factories import FreezeWindowFactory, production_environment
 from tests.strategies.conftest import FAST_CANARY, drive, with_load
@@ -44,7 +38,7 @@ def register(slipway: Run, version: str = "2.0.0", *extra: str) -> dict[str, Any
 
 def decide(release_id: int, approver: User, verdict: str, comment: str = "") -> None:
     request = ApprovalRequest.objects.get(release_id=release_id, status="pending")
-    approvals.approval_decide(request=request, actor=approver, verdict=verdict, comment=comment)
+    approval_decide(request=request, actor=approver, verdict=verdict, comment=comment)
 
 
 @pytest.fixture(autouse=True)

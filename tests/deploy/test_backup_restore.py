@@ -23,7 +23,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from rq import Queue
 
-from releases.models import OperationStatus, StepStatus
+from strategies.operations.models import OperationStatus, StepStatus
 from tests.conftest import _empty
 from tests.strategies.conftest import drive
 from tests.strategies.test_crash import promote
@@ -39,7 +39,9 @@ WORKER_SCRIPT = """
 import json, time
 import django_rq
 from rq import SimpleWorker
-from releases.models import AuditEvent, Operation, Release, SimulatorSlot, SimulatorSwap
+from releases.audit.models import AuditEvent
+from strategies.operations.models import Operation
+from releases.catalog.models import Release, SimulatorSlot, SimulatorSwap
 from tests.strategies.conftest import enqueue_due_jobs
 
 queue = django_rq.get_queue("operations")

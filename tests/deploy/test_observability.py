@@ -16,8 +16,8 @@ from rq import Queue
 
 from portal import views
 from portal.observability import LogContextFilter, MetricsSimpleWorker, render_metrics
-from releases.models import OperationStatus
-from strategies.engine import recover_operations_job
+from strategies.operations.engine import recover_operations_job
+from strategies.operations.models import OperationStatus
 from tests.strategies.conftest import FAST_BLUE_GREEN, drive
 from tests.strategies.test_crash import promote
 
@@ -166,7 +166,7 @@ def test_the_worker_class_counts_and_times_jobs_by_function_and_outcome(rq_queue
         labels = {"function": function, "queue": "default", "outcome": outcome}
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
-    ok = "strategies.engine.recover_operations_job"
+    ok = "strategies.operations.engine.recover_operations_job"
     before = sample("slipway_rq_jobs_total", ok, "succeeded"), sample("slipway_rq_jobs_total", "builtins.int", "failed")
     queue.enqueue(recover_operations_job)
     queue.enqueue("builtins.int", "not a number")
@@ -198,7 +198,7 @@ class _Lines(logging.Handler):
 def test_log_lines_written_inside_a_job_carry_its_job_id(rq_queues: dict[str, Queue], release_manager: User) -> None:
     operation, _candidate, _live = promote(300, "blue_green", FAST_BLUE_GREEN, release_manager)
     lines = _Lines()
-    engine_log = logging.getLogger("strategies.engine")
+    engine_log = logging.getLogger("strategies.operations.engine")
     engine_log.addHandler(lines)
     try:
         drive(rq_queues["operations"], operation)
@@ -208,7 +208,7 @@ def test_log_lines_written_inside_a_job_carry_its_job_id(rq_queues: dict[str, Qu
     claimed = [line for line in lines.lines if line["message"].startswith(f"operation {operation.pk} claimed by")]
     assert claimed, lines.lines
     job_id = claimed[0]["message"].rsplit(" ", 1)[-1]
-    assert claimed[0]["job_id"] == job_id and claimed[0]["logger"] == "strategies.engine"
+    assert claimed[0]["job_id"] == job_id and claimed[0]["logger"] == "strategies.operations.engine"
     assert claimed[0]["level"] == "INFO" and claimed[0]["time"]
     assert all("job_id" in line for line in lines.lines)
 
@@ -245,7 +245,7 @@ def test_probes_are_answered_over_plain_http_when_https_is_enforced(
 
 @pytest.mark.rq
 def test_an_api_request_is_logged_with_the_tokens_owner(client: Client, release_manager: User) -> None:
-    from releases.api.tokens import token_create
+    from portal.api.tokens import token_create
 
     secret = token_create(actor=release_manager, owner=release_manager, name="ci", scopes=["read"]).secret
     lines = _Lines()

@@ -19,8 +19,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from rq import Queue
 
-from releases.models import AuditEvent, Operation, OperationStatus, OperationStep, ReleaseStatus, SimulatorSwap
-from strategies.engine import enqueue_operation
+from releases.audit.models import AuditEvent
+from releases.catalog.models import ReleaseStatus, SimulatorSwap
+from strategies.operations.engine import enqueue_operation
+from strategies.operations.models import Operation, OperationStatus, OperationStep
 from tests.releases.test_jobs import _subprocess_database_url
 from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, enqueue_due_jobs
 from tests.strategies.test_crash import promote

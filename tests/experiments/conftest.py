@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from releases.models import Environment
+from releases.catalog.models import Environment
 from strategies.experiments import services
 from strategies.experiments.models import Experiment
 from strategies.flags.models import Flag

@@ -12,13 +12,12 @@ import pytest
 from django.contrib.auth.models import User
 from openfeature.evaluation_context import EvaluationContext
 
-from portal import clock
+from portal.core import clock
 from strategies.experiments import analysis, ingest, services, stats
 from strategies.experiments.models import Experiment, ExperimentSnapshot
 from strategies.flags import evaluation
 from strategies.flags.models import Flag, FlagSet
-
-from .conftest import draft
+from tests.experiments.conftest import draft
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,7 @@ from strategies.experiments.models import (
     ExperimentMetricValue,
 )
 from strategies.flags import services as flag_services
-
-from .conftest import EVENTS_URL, post_events
+from tests.experiments.conftest import EVENTS_URL, post_events
 
 pytestmark = pytest.mark.django_db
 

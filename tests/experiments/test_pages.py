@@ -12,15 +12,15 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 
-from portal import clock
-from releases.models import AuditEvent, Environment
+from portal.core import clock
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Environment
 from strategies.experiments import analysis
 from strategies.experiments.models import Experiment, ExperimentSnapshot
 from strategies.flags import changes
 from strategies.flags.models import Flag, FlagChangeRequest
+from tests.experiments.test_analysis import feed, simulate
 from tests.factories import ApprovalPolicyFactory
-
-from .test_analysis import feed, simulate
 
 pytestmark = pytest.mark.django_db
 
@@ -193,7 +193,7 @@ def test_the_stop_button(running: Experiment, release_manager: User) -> None:
 
 
 def test_the_demo_experiment_reads_correctly(viewer: User, django_db_blocker: Any) -> None:
-    from releases.demo import seed
+    from portal.demo.organisation import seed
 
     seed(log=lambda _: None)
     experiment = Experiment.objects.get(key="checkout-button-label")

@@ -10,17 +10,17 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
-from releases.models import AuditEvent, Environment
-from releases.services import DomainError
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Environment
+from releases.catalog.services import DomainError
 from strategies.experiments import services, stats
 from strategies.experiments.models import Experiment
 from strategies.flags import changes
 from strategies.flags import services as flag_services
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import Flag, FlagChangeRequest, Segment
+from tests.experiments.conftest import draft
 from tests.factories import ApprovalPolicyFactory
-
-from .conftest import draft
 
 pytestmark = pytest.mark.django_db
 S = Experiment.Status

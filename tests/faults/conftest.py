@@ -25,15 +25,11 @@ from pytest_django.fixtures import Settings
 from rq import Queue
 from rq.job import Job
 
-from releases.models import (
-    AuditEvent,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    StepStatus,
-)
-from releases.services import TRANSITIONS
+from releases.audit.models import AuditEvent
+from releases.audit.services import audit_type
+from releases.catalog.models import Release, ReleaseStatus
+from releases.catalog.services import TRANSITIONS
+from strategies.operations.models import Operation, OperationStatus, StepStatus
 from tests.releases.test_jobs import _subprocess_database_url
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -222,7 +218,7 @@ STATUS_OF_ACTION = {"release.registered": ReleaseStatus.REGISTERED} | {a: t.targ
 
 def audit_actions(obj: Operation | Release) -> list[str]:
     return list(
-        AuditEvent.objects.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk))
+        AuditEvent.objects.filter(object_type=audit_type(obj), object_id=str(obj.pk))
         .order_by("id")
         .values_list("action", flat=True)
     )

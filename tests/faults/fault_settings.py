@@ -10,7 +10,7 @@ LOGGING = {
     "handlers": {**LOGGING["handlers"], "pause_at": {"class": "tests.faults.pauser.PauseAt"}},  # noqa: F405
     "loggers": {
         **LOGGING["loggers"],  # noqa: F405
-        "strategies.engine": {"handlers": ["pause_at"], "level": "INFO"},
+        "strategies.operations.engine": {"handlers": ["pause_at"], "level": "INFO"},
     },
 }
 

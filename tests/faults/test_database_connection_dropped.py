@@ -17,11 +17,11 @@ from django.contrib.auth.models import User
 from django.db import connection
 from rq import Queue
 
-from releases.models import AuditEvent, OperationStatus, ReleaseStatus, StepStatus
-from strategies.engine import operations_recover
-from tests.strategies.conftest import FAST_BLUE_GREEN, drive
-
-from .conftest import (
+from releases.audit.models import AuditEvent
+from releases.catalog.models import ReleaseStatus
+from strategies.operations.engine import operations_recover
+from strategies.operations.models import OperationStatus, StepStatus
+from tests.faults.conftest import (
     WORKER_APPLICATION_NAME,
     Worker,
     assert_nothing_enqueued_twice,
@@ -29,7 +29,8 @@ from .conftest import (
     assert_release_matches_its_audit,
     audit_actions,
 )
-from .test_redis_outage import assert_promoted_once, promote
+from tests.faults.test_redis_outage import assert_promoted_once, promote
+from tests.strategies.conftest import FAST_BLUE_GREEN, drive
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

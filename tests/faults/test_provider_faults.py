@@ -19,30 +19,20 @@ from django.contrib.auth.models import User
 from pytest_django.fixtures import Settings
 from rq import Queue
 
-from releases.models import (
-    Application,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    SimulatorSlot,
-    SimulatorSwap,
-    StepStatus,
-    SwapPhase,
-)
-from releases.services import DomainError
-from strategies import services
+from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot, SimulatorSwap, SwapPhase
+from releases.catalog.services import DomainError
+from strategies.operations import services
+from strategies.operations.models import Operation, OperationStatus, StepStatus
 from tests.azure.conftest import azure_emulator, emulator  # noqa: F401 - the session's ARM emulator
 from tests.azure_emulator import AzureEmulator, EmulatedSite, MinuteMetrics
 from tests.factories import ApplicationFactory, ReleaseFactory
-from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, drive
-
-from .conftest import (
+from tests.faults.conftest import (
     assert_nothing_enqueued_twice,
     assert_operation_consistent,
     assert_release_matches_its_audit,
 )
-from .test_redis_outage import promote
+from tests.faults.test_redis_outage import promote
+from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, drive
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

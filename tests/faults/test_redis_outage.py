@@ -16,21 +16,12 @@ import pytest
 from django.contrib.auth.models import User
 from rq import Queue
 
-from releases.models import (
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    SimulatorSlot,
-    SimulatorSwap,
-    StepStatus,
-)
-from strategies import services
-from strategies.engine import operations_recover
+from releases.catalog.models import Release, ReleaseStatus, SimulatorSlot, SimulatorSwap
+from strategies.operations import services
+from strategies.operations.engine import operations_recover
+from strategies.operations.models import Operation, OperationStatus, StepStatus
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
-from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, VERSIONS, with_load
-
-from .conftest import (
+from tests.faults.conftest import (
     PrivateRedis,
     Worker,
     assert_nothing_enqueued_twice,
@@ -41,6 +32,7 @@ from .conftest import (
     wait_finished,
     wait_for,
 )
+from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, VERSIONS, with_load
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -86,7 +78,7 @@ ANY_OVERDUE = _Overdue("its wake-up job … was still scheduled … past its tim
 def periodic_recovery_until_finished(
     operation: Operation, worker: Worker, *, stale_after: float, timeout: float = 30.0
 ) -> list[tuple[int, str]]:
-    """Run the recovery pass every half second, as releases.cron does every 30 s, until the operation ends."""
+    """Run the recovery pass every half second, as portal.cron does every 30 s, until the operation ends."""
     recovered: list[tuple[int, str]] = []
     deadline = time.monotonic() + timeout
     while True:
@@ -137,7 +129,7 @@ def test_redis_lost_during_a_bake_loses_the_wake_up_job_and_the_recovery_pass_fi
     assert bake.status == StepStatus.WAITING
     assert operation.status == OperationStatus.RUNNING
 
-    # The periodic recovery pass (releases.cron) sees a runnable operation whose job Redis no longer has.
+    # The periodic recovery pass (portal.cron) sees a runnable operation whose job Redis no longer has.
     recovered = operations_recover()
     assert [pk for pk, _ in recovered] == [operation.pk]
     assert "is gone from Redis" in recovered[0][1]

@@ -40,26 +40,17 @@ from hypothesis.stateful import (
 )
 from rq import Queue
 
-from portal import clock
-from portal.roles import Role
-from releases import services as release_services
+from portal.core import clock
+from portal.core.roles import Role
+from releases.approvals.models import ApprovalDecision, ApprovalRequest, ApprovalRequestStatus
 from releases.approvals.workflow import approval_decide, approval_expire_due, approval_request_open
-from releases.models import (
-    OPERATION_ACTIVE,
-    ApprovalDecision,
-    ApprovalRequest,
-    ApprovalRequestStatus,
-    AuditEvent,
-    Operation,
-    OperationStatus,
-    OperationStep,
-    Release,
-    ReleaseStatus,
-    SimulatorSlot,
-)
-from releases.services import TRANSITIONS, DomainError
-from strategies import services as operation_services
-from strategies.engine import run_operation
+from releases.audit.models import AuditEvent
+from releases.catalog import services as release_services
+from releases.catalog.models import Release, ReleaseStatus, SimulatorSlot
+from releases.catalog.services import TRANSITIONS, DomainError
+from strategies.operations import services as operation_services
+from strategies.operations.engine import run_operation
+from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep
 from tests.factories import (
     ApplicationFactory,
     ApprovalPolicyFactory,
@@ -67,9 +58,8 @@ from tests.factories import (
     add_simulated_site,
     production_environment,
 )
+from tests.faults.conftest import STATUS_OF_ACTION
 from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, with_load
-
-from .conftest import STATUS_OF_ACTION
 
 S = ReleaseStatus
 R = ApprovalRequestStatus

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from releases.models import Environment, Stage
+from releases.catalog.models import Environment, Stage
 from strategies.flags import evaluation, services
 from strategies.flags.models import Flag, Segment
 from tests.conftest import TEST_REDIS_DB
@@ -65,7 +65,7 @@ def make_flag(production: Environment, release_manager: User) -> Any:
 
 @pytest.fixture
 def staff_segment(production: Environment, release_manager: User) -> Segment:
-    from portal import clock
+    from portal.core import clock
 
     segment = Segment(
         application=production.application,

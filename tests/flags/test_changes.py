@@ -10,9 +10,10 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.test import Client
 
-from portal.roles import Role
-from releases.models import AuditEvent, Environment
-from releases.services import DomainError
+from portal.core.roles import Role
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Environment
+from releases.catalog.services import DomainError
 from strategies.flags import changes, schedules, services
 from strategies.flags.models import FlagChangeRequest
 from tests.factories import ApprovalPolicyFactory, UserFactory
@@ -157,7 +158,7 @@ def test_schedules_other_than_turning_off_are_refused_where_changes_need_approva
 ) -> None:
     from datetime import timedelta
 
-    from portal import clock
+    from portal.core import clock
 
     flag = make_flag("new-checkout")
     with pytest.raises(DomainError):
@@ -299,7 +300,7 @@ def test_a_ramp_is_proposed_and_scheduled_when_approved(
 ) -> None:
     from datetime import timedelta
 
-    from portal import clock
+    from portal.core import clock
 
     flag = make_flag("new-checkout")
     start = clock.now() + timedelta(days=1)
@@ -338,7 +339,7 @@ def test_proposals_reach_the_approvals_inbox_and_its_count(
     inbox = client.get("/approvals/")
     assert f"#{request.pk} dark-launch new-checkout = on".encode() in inbox.content
     assert b"Start a dark launch" in inbox.content
-    from releases.selectors import inbox_count
+    from releases.catalog.selectors import inbox_count
 
     assert inbox_count(approver) == 1
     assert inbox_count(release_manager) == 0  # the proposer is no approver

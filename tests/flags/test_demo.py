@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 
-from strategies.flags.demo import DEMO_FLAG_API_KEY
+from portal.demo.flags import DEMO_FLAG_API_KEY
 from strategies.flags.models import DarkLaunch, Flag
 
 pytestmark = pytest.mark.django_db

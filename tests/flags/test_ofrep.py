@@ -9,11 +9,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
-from releases.models import AuditEvent, Environment
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Environment
 from strategies.flags import evaluation, freshness, services
 from strategies.flags.models import FlagApiKey, FlagEventBucket, FlagSet
-
-from .conftest import KEY
+from tests.flags.conftest import KEY
 
 pytestmark = pytest.mark.django_db
 

@@ -9,11 +9,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from releases.models import AuditEvent, Environment
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Environment
 from strategies.flags import services
 from strategies.flags.models import DarkLaunch, Flag, FlagApiKey, Segment
-
-from .test_ofrep import evaluate
+from tests.flags.test_ofrep import evaluate
 
 pytestmark = pytest.mark.django_db
 

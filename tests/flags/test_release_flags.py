@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from releases.models import AuditEvent, Environment
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Environment
 from strategies.flags import release_links, services
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import ReleaseFlag

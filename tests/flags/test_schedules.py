@@ -10,9 +10,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from portal import clock
-from releases.models import AuditEvent, Environment
-from releases.services import DomainError
+from portal.core import clock
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Environment
+from releases.catalog.services import DomainError
 from strategies.flags import schedules
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.jobs import apply_due_flag_schedules

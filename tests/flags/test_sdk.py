@@ -11,7 +11,7 @@ from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import Reason
 
-from .conftest import KEY
+from tests.flags.conftest import KEY
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

@@ -16,8 +16,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
-from portal.roles import Role, roles_of
-from releases.models import AuditEvent, Release, ReleaseStatus
+from portal.core.roles import Role, roles_of
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Release, ReleaseStatus
 from tests.factories import (
     PASSWORD,
     ApiTokenFactory,

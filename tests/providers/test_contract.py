@@ -15,8 +15,8 @@ from typing import Protocol
 import pytest
 from django.utils import timezone
 
-from releases.models import Application, SimulatorSlot
-from releases.providers import (
+from releases.catalog.models import Application, SimulatorSlot
+from releases.catalog.providers import (
     PRODUCTION_SLOT,
     HostingProvider,
     MetricsSample,
@@ -52,7 +52,7 @@ class SimulatedWorld:
         SimulatorSlot.objects.filter(application=self.application, slot_name=slot).update(healthy=healthy)
 
     def serve_traffic(self, slot: str, *, requests: int, errors: int, latency_ms: float) -> None:
-        from releases.providers.simulator_load import floor_minute, record
+        from releases.catalog.providers.simulator_load import floor_minute, record
 
         row = SimulatorSlot.objects.get(application=self.application, slot_name=slot)
         record(row, floor_minute(timezone.now()), "served", requests, errors, [latency_ms] * min(requests, 50))

@@ -6,7 +6,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from releases.models import Ring, Slot
+from releases.catalog.models import Slot
+from strategies.operations.models import Ring
 from tests.factories import ApplicationFactory
 
 pytestmark = pytest.mark.django_db

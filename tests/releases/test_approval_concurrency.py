@@ -14,10 +14,13 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection, connections
 
-from portal.roles import Role
-from releases import approvals, services
-from releases.models import ApprovalRequest, ApprovalRequestStatus, AuditEvent, ReleaseStatus, Stage
-from releases.services import DomainError
+from portal.core.roles import Role
+from releases.approvals.models import ApprovalRequest, ApprovalRequestStatus
+from releases.approvals.workflow import approval_decide
+from releases.audit.models import AuditEvent
+from releases.catalog import services
+from releases.catalog.models import ReleaseStatus, Stage
+from releases.catalog.services import DomainError
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, UserFactory
 
 pytestmark = [
@@ -79,8 +82,8 @@ def test_two_approvers_clicking_at_once_both_count_exactly_once(approvers: list[
 
         results = at_once(
             [
-                partial(approvals.approval_decide, request=request, actor=approvers[0], verdict="approve"),
-                partial(approvals.approval_decide, request=request, actor=approvers[1], verdict="approve"),
+                partial(approval_decide, request=request, actor=approvers[0], verdict="approve"),
+                partial(approval_decide, request=request, actor=approvers[1], verdict="approve"),
             ]
         )
 
@@ -100,7 +103,7 @@ def test_three_approvers_at_once_on_two_needed_settle_it_once_and_the_third_is_t
         request = open_request(f"3.0.{round_}", approvals_required=2)
 
         results = at_once(
-            [partial(approvals.approval_decide, request=request, actor=user, verdict="approve") for user in approvers]
+            [partial(approval_decide, request=request, actor=user, verdict="approve") for user in approvers]
         )
 
         refused = [r for r in results if isinstance(r, DomainError)]
@@ -115,7 +118,7 @@ def test_three_approvers_at_once_on_two_needed_settle_it_once_and_the_third_is_t
 def test_the_same_approver_twice_at_once_decides_once(approvers: list[User]) -> None:
     for round_ in range(ROUNDS):
         request = open_request(f"4.0.{round_}", approvals_required=2)
-        decide = partial(approvals.approval_decide, request=request, actor=approvers[0], verdict="approve")
+        decide = partial(approval_decide, request=request, actor=approvers[0], verdict="approve")
 
         results = at_once([decide, decide])
 
@@ -133,9 +136,9 @@ def test_an_approval_and_a_rejection_at_once_end_in_exactly_one_outcome(approver
 
         results = at_once(
             [
-                partial(approvals.approval_decide, request=request, actor=approvers[0], verdict="approve"),
+                partial(approval_decide, request=request, actor=approvers[0], verdict="approve"),
                 partial(
-                    approvals.approval_decide,
+                    approval_decide,
                     request=request,
                     actor=approvers[1],
                     verdict="reject",

@@ -12,20 +12,14 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from portal import clock
-from portal.roles import Role
-from releases import approvals, services
-from releases.models import (
-    Application,
-    ApprovalPolicy,
-    ApprovalRequest,
-    ApprovalRequestStatus,
-    AuditEvent,
-    FreezeWindow,
-    Release,
-    ReleaseStatus,
-    Stage,
-)
+from portal.core import clock
+from portal.core.roles import Role
+from releases.approvals.gates import promotion_blockers
+from releases.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, FreezeWindow
+from releases.approvals.workflow import approval_decide
+from releases.audit.models import AuditEvent
+from releases.catalog import services
+from releases.catalog.models import Application, Release, ReleaseStatus, Stage
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, ReleaseFactory, UserFactory, add_simulated_site
 
 pytestmark = pytest.mark.django_db
@@ -168,9 +162,9 @@ def test_a_release_registered_on_pre_production_is_approved_by_two_approvers_and
     assert request.waited == timedelta(minutes=47)
     assert 'Waited <strong class="lead-time">47 min</strong>' in manager.get(release.get_absolute_url()).text
     with clock.frozen(WEDNESDAY + timedelta(hours=1)):
-        assert approvals.promotion_blockers(release, checkout.production_environment) == []
+        assert promotion_blockers(release, checkout.production_environment) == []
     with clock.frozen(SATURDAY):
-        assert approvals.promotion_blockers(release, checkout.production_environment) == [
+        assert promotion_blockers(release, checkout.production_environment) == [
             "“Weekend freeze” freezes Production until Mon 19 Jan 2026 08:00 GMT."
         ]
 
@@ -230,7 +224,7 @@ def test_a_request_that_can_never_be_approved_says_so(checkout: Application, peo
     registrar = people["cat"]
     registrar.groups.add(Group.objects.get(name=Role.RELEASE_MANAGER.value))
     request = pending_request(checkout, registrar)
-    approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+    approval_decide(request=request, actor=people["ann"], verdict="approve")
     User.objects.filter(pk=people["bob"].pk).update(is_active=False)
 
     page = browser(people["ann"]).get(reverse("approval_detail", args=[request.pk]))
@@ -260,7 +254,7 @@ def test_a_rejection_without_a_comment_is_sent_back_with_the_field_error(
 
 def test_deciding_a_settled_request_is_a_409_that_explains(checkout: Application, people: dict[str, User]) -> None:
     request = pending_request(checkout, people["rita"])
-    approvals.approval_decide(request=request, actor=people["ann"], verdict="reject", comment="Totals wrong")
+    approval_decide(request=request, actor=people["ann"], verdict="reject", comment="Totals wrong")
     client = browser(people["bob"])
 
     response = post_form(
@@ -299,7 +293,7 @@ def test_the_status_poll_stops_once_the_request_is_settled(checkout: Application
     url = reverse("approval_detail", args=[request.pk])
 
     polling = client.get(url, headers={"HX-Request": "true"})
-    approvals.approval_decide(request=request, actor=people["ann"], verdict="reject", comment="No")
+    approval_decide(request=request, actor=people["ann"], verdict="reject", comment="No")
     settled = client.get(url, headers={"HX-Request": "true"})
 
     assert polling.status_code == 200
@@ -347,7 +341,7 @@ def test_the_inbox_lists_what_waits_for_me_newest_first_and_the_count_is_one_que
     )
     with clock.frozen(WEDNESDAY + timedelta(minutes=5)):
         newer = pending_request(other, people["rita"], "7.1.0")
-    approvals.approval_decide(request=older, actor=people["bob"], verdict="approve")
+    approval_decide(request=older, actor=people["bob"], verdict="approve")
     client = browser(people["ann"])
 
     page = client.get(reverse("approval_inbox"))

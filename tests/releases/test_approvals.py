@@ -7,26 +7,25 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from django.contrib.auth.models import Group, User
 
-from portal import clock
-from portal.roles import Role
-from releases import approvals, services
-from releases.approvals import ApprovalForbidden
-from releases.models import (
-    Application,
+from portal.core import clock
+from portal.core.roles import Role
+from releases.approvals.common import ApprovalForbidden
+from releases.approvals.gates import freeze_override, gates_evaluate, promotion_blockers
+from releases.approvals.models import (
     ApprovalPolicy,
     ApprovalRequest,
     ApprovalRequestStatus,
-    AuditEvent,
     FreezeOverride,
     FreezeWindow,
     GateResult,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    SimulatorSlot,
-    Stage,
 )
-from releases.services import DomainError
+from releases.approvals.policies import PolicyProblems, approvers_for, policy_problems, policy_update
+from releases.approvals.workflow import approval_decide, approval_expire_due, approval_request_open
+from releases.audit.models import AuditEvent
+from releases.catalog import services
+from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot, Stage
+from releases.catalog.services import DomainError
+from strategies.operations.models import OperationStatus
 from tests.factories import (
     ApplicationFactory,
     ApprovalPolicyFactory,
@@ -137,7 +136,7 @@ def test_a_request_into_pre_production_is_recorded_without_touching_the_lifecycl
 
     release = register(checkout, release_manager, slot="test")
     request = the_request(release)
-    approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+    approval_decide(request=request, actor=people["ann"], verdict="approve")
 
     request.refresh_from_db()
     release.refresh_from_db()
@@ -150,7 +149,7 @@ def test_asking_twice_is_refused_in_words(checkout: Application, release_manager
     release = register(checkout, release_manager)
 
     with pytest.raises(DomainError, match=r"already waits for approval into Production"):
-        approvals.approval_request_open(release=release, actor=release_manager)
+        approval_request_open(release=release, actor=release_manager)
 
 
 def test_only_a_registered_release_can_be_sent_for_approval(checkout: Application, release_manager: User) -> None:
@@ -158,7 +157,7 @@ def test_only_a_registered_release_can_be_sent_for_approval(checkout: Applicatio
     release = ReleaseFactory(application=checkout, status=ReleaseStatus.LIVE)
 
     with pytest.raises(DomainError, match=r"is live, so approval cannot be requested"):
-        approvals.approval_request_open(release=release, actor=release_manager)
+        approval_request_open(release=release, actor=release_manager)
     assert not ApprovalRequest.objects.exists()
 
 
@@ -191,13 +190,13 @@ def test_n_distinct_approvals_approve_the_request_and_the_release(
     request = the_request(release)
 
     with clock.frozen(WEDNESDAY + timedelta(hours=1)):
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="approve", comment="Looks right")
+        approval_decide(request=request, actor=people["ann"], verdict="approve", comment="Looks right")
     request.refresh_from_db()
     release.refresh_from_db()
     assert (request.status, release.status) == (R.PENDING, ReleaseStatus.AWAITING_APPROVAL)
 
     with clock.frozen(WEDNESDAY + timedelta(hours=3, minutes=20)):
-        approvals.approval_decide(request=request, actor=people["bob"], verdict="approve")
+        approval_decide(request=request, actor=people["bob"], verdict="approve")
     request.refresh_from_db()
     release.refresh_from_db()
     assert (request.status, release.status) == (R.APPROVED, ReleaseStatus.APPROVED)
@@ -213,16 +212,16 @@ def test_one_rejection_rejects_even_after_approvals(
     policy_for(checkout, approvals_required=2)
     release = register(checkout, release_manager)
     request = the_request(release)
-    approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+    approval_decide(request=request, actor=people["ann"], verdict="approve")
 
-    approvals.approval_decide(request=request, actor=people["bob"], verdict="reject", comment="Checkout button is off")
+    approval_decide(request=request, actor=people["bob"], verdict="reject", comment="Checkout button is off")
 
     request.refresh_from_db()
     release.refresh_from_db()
     assert (request.status, release.status) == (R.REJECTED, ReleaseStatus.REJECTED)
     assert AuditEvent.objects.get(action="release.rejected").reason == "Checkout button is off"
     with pytest.raises(DomainError, match=r"already rejected .*; a decision cannot change it"):
-        approvals.approval_decide(request=request, actor=people["cat"], verdict="approve")
+        approval_decide(request=request, actor=people["cat"], verdict="approve")
 
 
 def test_a_rejection_needs_a_comment(checkout: Application, release_manager: User, people: dict[str, User]) -> None:
@@ -230,19 +229,19 @@ def test_a_rejection_needs_a_comment(checkout: Application, release_manager: Use
     request = the_request(register(checkout, release_manager))
 
     with pytest.raises(DomainError, match="a rejection needs a comment"):
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="reject", comment="   ")
+        approval_decide(request=request, actor=people["ann"], verdict="reject", comment="   ")
     assert not request.decisions.exists()
 
 
 def test_a_decision_cannot_be_changed(checkout: Application, release_manager: User, people: dict[str, User]) -> None:
     policy_for(checkout, approvals_required=2)
     request = the_request(register(checkout, release_manager))
-    approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+    approval_decide(request=request, actor=people["ann"], verdict="approve")
 
     with pytest.raises(DomainError, match=r"You already approved this request on .*; a decision cannot be changed"):
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="reject", comment="Changed my mind")
+        approval_decide(request=request, actor=people["ann"], verdict="reject", comment="Changed my mind")
     with pytest.raises(DomainError, match="You already approved"):
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+        approval_decide(request=request, actor=people["ann"], verdict="approve")
 
     assert request.decisions.count() == 1
     request.refresh_from_db()
@@ -255,19 +254,19 @@ def test_whoever_registered_the_release_may_not_approve_it(checkout: Application
     request = the_request(register(checkout, both))
 
     with pytest.raises(ApprovalForbidden, match=r"You registered Checkout 2.0.0; separation of duties"):
-        approvals.approval_decide(request=request, actor=both, verdict="approve")
-    assert both not in approvals.approvers_for(request)
-    assert set(approvals.approvers_for(request)) == set(people.values())
+        approval_decide(request=request, actor=both, verdict="approve")
+    assert both not in approvers_for(request)
+    assert set(approvers_for(request)) == set(people.values())
 
 
 def test_whoever_asked_for_approval_may_not_approve_it(checkout: Application, release_manager: User) -> None:
     asker = UserFactory(username="eve", roles=[Role.APPROVER, Role.RELEASE_MANAGER])
     policy_for(checkout, approvals_required=1)
     release = ReleaseFactory(application=checkout, created_by=release_manager)
-    request = approvals.approval_request_open(release=release, actor=asker)
+    request = approval_request_open(release=release, actor=asker)
 
     with pytest.raises(ApprovalForbidden, match=r"You asked for the approval of"):
-        approvals.approval_decide(request=request, actor=asker, verdict="approve")
+        approval_decide(request=request, actor=asker, verdict="approve")
 
 
 def test_self_approval_is_allowed_when_the_policy_allows_it(checkout: Application) -> None:
@@ -275,7 +274,7 @@ def test_self_approval_is_allowed_when_the_policy_allows_it(checkout: Applicatio
     policy_for(checkout, approvals_required=1, forbid_self_approval=False)
     release = register(checkout, both)
 
-    approvals.approval_decide(request=the_request(release), actor=both, verdict="approve")
+    approval_decide(request=the_request(release), actor=both, verdict="approve")
 
     release.refresh_from_db()
     assert release.status == ReleaseStatus.APPROVED
@@ -292,13 +291,13 @@ def test_named_people_and_groups_are_eligible_and_nobody_else(
     policy_for(checkout, approvals_required=1, approver_groups=[outsiders], approver_users=[dan, vic])
     request = the_request(register(checkout, release_manager))
 
-    assert list(approvals.approvers_for(request)) == [dan, gus]
+    assert list(approvers_for(request)) == [dan, gus]
     with pytest.raises(ApprovalForbidden, match=r"You are not an approver for Production of Checkout"):
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+        approval_decide(request=request, actor=people["ann"], verdict="approve")
     with pytest.raises(ApprovalForbidden, match="needs the approver role"):
-        approvals.approval_decide(request=request, actor=vic, verdict="approve")
+        approval_decide(request=request, actor=vic, verdict="approve")
 
-    approvals.approval_decide(request=request, actor=gus, verdict="approve")  # by group
+    approval_decide(request=request, actor=gus, verdict="approve")  # by group
     request.refresh_from_db()
     assert request.status == R.APPROVED
 
@@ -310,7 +309,7 @@ def test_a_deactivated_approver_is_no_longer_eligible(
     request = the_request(register(checkout, release_manager))
     User.objects.filter(pk=people["cat"].pk).update(is_active=False)
 
-    assert people["cat"] not in approvals.approvers_for(request)
+    assert people["cat"] not in approvers_for(request)
 
 
 # --- Expiry ---------------------------------------------------------------------------------------------
@@ -324,13 +323,13 @@ def test_a_pending_request_lapses_after_its_expiry_and_the_release_returns_to_re
         release = register(checkout, release_manager)
     request = the_request(release)
     with clock.frozen(MONDAY + timedelta(hours=2)):
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+        approval_decide(request=request, actor=people["ann"], verdict="approve")
 
     with clock.frozen(MONDAY + timedelta(hours=23, minutes=59)):
-        assert approvals.approval_expire_due() == 0
+        assert approval_expire_due() == 0
     with clock.frozen(MONDAY + timedelta(hours=25)):
-        assert approvals.approval_expire_due() == 1
-        assert approvals.approval_expire_due() == 0  # nothing twice
+        assert approval_expire_due() == 1
+        assert approval_expire_due() == 0  # nothing twice
 
     request.refresh_from_db()
     release.refresh_from_db()
@@ -342,10 +341,10 @@ def test_a_pending_request_lapses_after_its_expiry_and_the_release_returns_to_re
     assert (expired.actor_label, expired.reason) == ("system", "Not settled within 24 hours; ask for approval again.")
     assert AuditEvent.objects.get(action="release.approval_lapsed").actor is None
     with clock.frozen(MONDAY + timedelta(hours=26)), pytest.raises(DomainError, match="This request lapsed on"):
-        approvals.approval_decide(request=request, actor=people["bob"], verdict="approve")
+        approval_decide(request=request, actor=people["bob"], verdict="approve")
     # ... and approval can be asked for again.
     with clock.frozen(MONDAY + timedelta(hours=26)):
-        again = approvals.approval_request_open(release=release, actor=release_manager)
+        again = approval_request_open(release=release, actor=release_manager)
     assert again.status == R.PENDING
 
 
@@ -358,7 +357,7 @@ def test_a_decision_after_the_expiry_but_before_the_sweep_lapses_the_request_and
     request = the_request(release)
 
     with clock.frozen(MONDAY + timedelta(hours=1)), pytest.raises(DomainError, match=r"lapsed at .* before your"):
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+        approval_decide(request=request, actor=people["ann"], verdict="approve")
 
     request.refresh_from_db()
     release.refresh_from_db()
@@ -369,7 +368,7 @@ def test_a_decision_after_the_expiry_but_before_the_sweep_lapses_the_request_and
 # --- Policies ---------------------------------------------------------------------------------------------
 
 
-def problems(**overrides: object) -> approvals.PolicyProblems:
+def problems(**overrides: object) -> PolicyProblems:
     fields: dict[str, object] = {
         "approvals_required": 2,
         "approver_groups": [approver_group()],
@@ -378,7 +377,7 @@ def problems(**overrides: object) -> approvals.PolicyProblems:
         "reminder_hours": 12,
         "freeze_windows": [],
     }
-    return approvals.policy_problems(**(fields | overrides))  # type: ignore[arg-type]
+    return policy_problems(**(fields | overrides))  # type: ignore[arg-type]
 
 
 def test_a_policy_asking_for_more_approvals_than_there_are_approvers_is_refused(people: dict[str, User]) -> None:
@@ -430,9 +429,9 @@ def test_saving_a_policy_is_for_admins_and_audited_without_its_webhook_urls(
     }
 
     with pytest.raises(ApprovalForbidden, match="needs the admin role"):
-        approvals.policy_update(actor=release_manager, **fields)
-    approvals.policy_update(actor=admin_user, **fields)
-    approvals.policy_update(actor=admin_user, **(fields | {"approvals_required": 3, "teams_webhook_url": None}))
+        policy_update(actor=release_manager, **fields)
+    policy_update(actor=admin_user, **fields)
+    policy_update(actor=admin_user, **(fields | {"approvals_required": 3, "teams_webhook_url": None}))
 
     policy = ApprovalPolicy.objects.get(environment=production)
     assert policy.approvals_required == 3
@@ -451,8 +450,8 @@ def approved_release(application: Application, manager: User, people: dict[str, 
     with clock.frozen(at):
         release = register(application, manager)
         request = the_request(release)
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
-        approvals.approval_decide(request=request, actor=people["bob"], verdict="approve")
+        approval_decide(request=request, actor=people["ann"], verdict="approve")
+        approval_decide(request=request, actor=people["bob"], verdict="approve")
     release.refresh_from_db()
     return release
 
@@ -479,7 +478,7 @@ def test_an_approved_release_outside_a_freeze_has_no_blockers_and_the_gates_are_
     production = checkout.environments.get(stage=Stage.PRODUCTION)
 
     with clock.frozen(WEDNESDAY + timedelta(hours=1)):
-        assert approvals.promotion_blockers(release, production) == []
+        assert promotion_blockers(release, production) == []
 
     results = {r.gate: r for r in GateResult.objects.filter(release=release)}
     assert set(results) == {"slot_health", "no_freeze", "no_operation"}
@@ -496,24 +495,24 @@ def test_a_freeze_blocks_promotion_until_an_admin_breaks_the_glass(
     saturday = FRIDAY_EVENING + timedelta(hours=20)
 
     with clock.frozen(saturday):
-        assert approvals.promotion_blockers(release, production) == [
+        assert promotion_blockers(release, production) == [
             "“Weekend freeze” freezes Production until Mon 19 Jan 2026 08:00 GMT."
         ]
         with pytest.raises(ApprovalForbidden, match="needs the admin role"):
-            approvals.freeze_override(release=release, environment=production, actor=people["ann"], reason="Hotfix")
+            freeze_override(release=release, environment=production, actor=people["ann"], reason="Hotfix")
         with pytest.raises(DomainError, match="an override needs a reason"):
-            approvals.freeze_override(release=release, environment=production, actor=admin_user, reason=" ")
-        override = approvals.freeze_override(
+            freeze_override(release=release, environment=production, actor=admin_user, reason=" ")
+        override = freeze_override(
             release=release, environment=production, actor=admin_user, reason="Card payments fail without it"
         )
-        assert approvals.promotion_blockers(release, production) == []
+        assert promotion_blockers(release, production) == []
 
     assert override.expires_at == datetime(2026, 1, 19, 8, 0, tzinfo=UTC)
     event = AuditEvent.objects.get(action="freeze.overridden")
     assert (event.actor, event.reason) == (admin_user, "Card payments fail without it")
     assert event.after["windows"] == ["Weekend freeze"]
     with clock.frozen(saturday + timedelta(days=7)):  # the next weekend: the override has ended
-        assert approvals.promotion_blockers(release, production)[0].startswith("“Weekend freeze” freezes")
+        assert promotion_blockers(release, production)[0].startswith("“Weekend freeze” freezes")
 
 
 def test_an_override_outside_a_freeze_is_refused(
@@ -523,7 +522,7 @@ def test_an_override_outside_a_freeze_is_refused(
     release = approved_release(checkout, release_manager, people, WEDNESDAY)
 
     with clock.frozen(WEDNESDAY), pytest.raises(DomainError, match="Production is not frozen now"):
-        approvals.freeze_override(
+        freeze_override(
             release=release, environment=release.application.production_environment, actor=admin_user, reason="x"
         )
     assert not FreezeOverride.objects.exists()
@@ -537,14 +536,12 @@ def test_a_release_not_yet_approved_is_blocked_by_the_missing_approval(
     unasked = ReleaseFactory(application=checkout, version="1.9.9")
     with clock.frozen(WEDNESDAY):
         release = register(checkout, release_manager)
-        approvals.approval_decide(request=the_request(release), actor=people["ann"], verdict="approve")
+        approval_decide(request=the_request(release), actor=people["ann"], verdict="approve")
 
-        assert approvals.promotion_blockers(release, production) == [
+        assert promotion_blockers(release, production) == [
             "Waiting for approval: 1 of 2 so far (the request lapses 17 Jan 2026 09:00)."
         ]
-        assert approvals.promotion_blockers(unasked, production) == [
-            "Production needs 2 approvals and none has been asked for."
-        ]
+        assert promotion_blockers(unasked, production) == ["Production needs 2 approvals and none has been asked for."]
 
 
 def test_failing_gates_block_promotion(checkout: Application, release_manager: User, people: dict[str, User]) -> None:
@@ -556,7 +553,7 @@ def test_failing_gates_block_promotion(checkout: Application, release_manager: U
     OperationFactory(release=other, status=OperationStatus.RUNNING)
 
     with clock.frozen(WEDNESDAY):
-        blockers = approvals.promotion_blockers(release, production)
+        blockers = promotion_blockers(release, production)
 
     assert blockers == [
         "The staging slot answers its health check: HTTP 503 (Simulated health check failing)",
@@ -573,7 +570,7 @@ def test_a_provider_error_is_a_failing_gate(
 
     [health] = [
         r
-        for r in approvals.gates_evaluate(release=release, environment=release.application.production_environment)
+        for r in gates_evaluate(release=release, environment=release.application.production_environment)
         if r.gate == GateResult.Gate.SLOT_HEALTH
     ]
 
@@ -589,4 +586,4 @@ def test_the_health_gate_is_skipped_when_the_policy_does_not_require_it(
     SimulatorSlot.objects.filter(application=checkout, slot_name="staging").update(healthy=False)
 
     with clock.frozen(WEDNESDAY):
-        assert approvals.promotion_blockers(release, checkout.production_environment) == []
+        assert promotion_blockers(release, checkout.production_environment) == []

@@ -10,11 +10,13 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
-from portal import clock
-from portal.roles import Role
-from releases import services
-from releases.audit import audit_record, origin
-from releases.models import ApprovalRequest, AuditEvent, ReleaseStatus
+from portal.core import clock
+from portal.core.roles import Role
+from releases.approvals.models import ApprovalRequest
+from releases.audit.models import AuditEvent
+from releases.audit.services import audit_record, origin
+from releases.catalog import services
+from releases.catalog.models import ReleaseStatus
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, ApprovalRequestFactory, ReleaseFactory
 
 

@@ -14,9 +14,10 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
 
-from releases.audit import audit_record
-from releases.audit_chain import link_hash, seal_pending, verify_chain
-from releases.models import GENESIS_HASH, AuditChainHead, AuditEvent, AuditImmutable, Release
+from releases.audit.chain import link_hash, seal_pending, verify_chain
+from releases.audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, AuditImmutable
+from releases.audit.services import audit_record
+from releases.catalog.models import Release
 from tests.factories import ApplicationFactory, ReleaseFactory
 
 MOMENT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -263,7 +264,7 @@ def test_the_periodic_check_verifies_only_the_tail_and_keeps_a_break(release: Re
     call_command("audit_verify")
     record_events(release, 2, start=3)
 
-    from releases.audit_chain import verify_audit_chain_job
+    from releases.audit.chain import verify_audit_chain_job
 
     assert verify_audit_chain_job() == {"sealed": 2, "checked": 2, "through": 5, "ok": True}
     with as_attacker():

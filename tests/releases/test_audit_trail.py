@@ -17,9 +17,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from portal import clock
+from portal.core import clock
+from releases.audit.models import AuditEvent
+from releases.audit.services import audit_type
+from releases.catalog.models import Application, Release, ReleaseStatus
 from releases.history.keyset import PAGE_SIZE
-from releases.models import Application, AuditEvent, Release, ReleaseStatus
 from tests.factories import ApplicationFactory, ApprovalRequestFactory, OperationFactory, ReleaseFactory
 
 MOMENT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -49,7 +51,7 @@ def record(
         created_at=at,
         actor_label=actor_label,
         action=action,
-        object_type=obj._meta.label_lower,
+        object_type=audit_type(obj),
         object_id=str(obj.pk),
         object_repr=str(obj),
         application=application,
@@ -316,7 +318,7 @@ def test_on_postgresql_search_understands_word_forms_phrases_and_exclusions(sign
 @on_postgres
 @pytest.mark.django_db
 def test_on_postgresql_the_search_can_use_the_gin_index() -> None:
-    from releases import selectors
+    from releases.catalog import selectors
 
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")

@@ -15,20 +15,10 @@ import pytest
 from django.apps import apps
 from django.db import IntegrityError, connection, models, transaction
 
-from portal import clock
-from releases.models import (
-    OPERATION_ACTIVE,
-    ApprovalDecision,
-    ApprovalRequestStatus,
-    Environment,
-    FreezeWindow,
-    Operation,
-    OperationStatus,
-    Provider,
-    ReleaseStatus,
-    Slot,
-    Stage,
-)
+from portal.core import clock
+from releases.approvals.models import ApprovalDecision, ApprovalRequestStatus, FreezeWindow
+from releases.catalog.models import Environment, Provider, ReleaseStatus, Slot, Stage
+from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus
 from tests.factories import (
     ApiTokenFactory,
     ApplicationFactory,

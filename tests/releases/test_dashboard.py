@@ -10,9 +10,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from portal import clock
-from releases.audit import audit_record
-from releases.models import Application, OperationStatus, ReleaseStatus, StepStatus
+from portal.core import clock
+from releases.audit.services import audit_record
+from releases.catalog.models import Application, ReleaseStatus
+from strategies.operations.models import OperationStatus, StepStatus
 from tests.factories import (
     ApplicationFactory,
     ApprovalDecisionFactory,

@@ -12,19 +12,12 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from portal import clock
-from releases.charts import Axis, Series, chart, duration_label
-from releases.delivery import delivery_metrics, percentile_of
-from releases.models import (
-    Application,
-    ApprovalRequestStatus,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    Stage,
-    StepStatus,
-)
+from portal.core import clock
+from releases.approvals.models import ApprovalRequestStatus
+from releases.catalog.models import Application, Release, ReleaseStatus, Stage
+from releases.history.charts import Axis, Series, chart, duration_label
+from releases.history.delivery import delivery_metrics, percentile_of
+from strategies.operations.models import Operation, OperationStatus, StepStatus
 from tests.factories import (
     ApplicationFactory,
     ApprovalRequestFactory,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time
 import pytest
 
 from releases.approvals import freeze
-from releases.models import FreezeWindow
+from releases.approvals.models import FreezeWindow
 
 
 def weekly(

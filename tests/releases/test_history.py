@@ -13,8 +13,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from releases.catalog.models import Application, Release, ReleaseStatus, Stage
 from releases.history.keyset import PAGE_SIZE, Cursor
-from releases.models import Application, Release, ReleaseStatus, Stage
 from tests.factories import (
     ApplicationFactory,
     ApprovalDecisionFactory,

@@ -21,8 +21,9 @@ from django.urls import reverse
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from releases.jobs import enqueue_slots_refresh, refresh_application_slots
-from releases.models import Application, AuditEvent, Health, Release, ReleaseStatus, Slot
+from releases.audit.models import AuditEvent
+from releases.catalog.jobs import enqueue_slots_refresh, refresh_application_slots
+from releases.catalog.models import Application, Health, Release, ReleaseStatus, Slot
 from tests.factories import ApplicationFactory, ReleaseFactory, SimulatorSlotFactory
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -76,7 +77,7 @@ def test_a_refresh_asked_for_on_the_web_is_done_by_a_worker_and_audited(
     request_refresh(client, checkout)
 
     [job] = queue.get_jobs()
-    assert job.func_name == "releases.jobs.refresh_application_slots"
+    assert job.func_name == "releases.catalog.jobs.refresh_application_slots"
     assert job.args == (checkout.pk,)
     checkout.refresh_from_db()
     assert checkout.slots_refresh_pending

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from portal import clock
-from releases import services
-from releases.models import AuditEvent, Release, ReleaseStatus
-from releases.services import DomainError
+from portal.core import clock
+from releases.audit.models import AuditEvent
+from releases.catalog import services
+from releases.catalog.models import Release, ReleaseStatus
+from releases.catalog.services import DomainError
 from tests.factories import ApplicationFactory, ReleaseFactory
 
 pytestmark = pytest.mark.django_db

@@ -24,21 +24,15 @@ from django_rq.cron import DjangoCronScheduler
 from rq import Queue, SimpleWorker
 from rq.job import JobStatus
 
-from portal import clock
-from portal.roles import Role
-from releases import approvals, services
+from portal.core import clock
+from portal.core.roles import Role
 from releases.approvals import notifications
-from releases.jobs import expire_approval_requests, remind_approvers
-from releases.models import (
-    Application,
-    ApprovalPolicy,
-    ApprovalRequest,
-    ApprovalRequestStatus,
-    AuditEvent,
-    NotificationDelivery,
-    Release,
-    Stage,
-)
+from releases.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, NotificationDelivery
+from releases.approvals.workflow import approval_decide
+from releases.audit.models import AuditEvent
+from releases.catalog import services
+from releases.catalog.jobs import expire_approval_requests, remind_approvers
+from releases.catalog.models import Application, Release, Stage
 from strategies.experiments.jobs import ANALYSIS_SWEEP_SECONDS
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, UserFactory, add_simulated_site
 
@@ -235,9 +229,9 @@ def test_the_requester_is_told_when_the_request_is_settled(
     mail.outbox.clear()
 
     with clock.frozen(WEDNESDAY + timedelta(hours=1)):
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+        approval_decide(request=request, actor=people["ann"], verdict="approve")
     with clock.frozen(WEDNESDAY + timedelta(hours=2, minutes=5)):
-        approvals.approval_decide(request=request, actor=people["bob"], verdict="approve")
+        approval_decide(request=request, actor=people["bob"], verdict="approve")
     work(queue)
 
     [email] = mail.outbox
@@ -262,7 +256,7 @@ def test_approvers_who_have_not_decided_are_reminded_once_before_the_request_lap
     with clock.frozen(WEDNESDAY):
         release = register(checkout, people["rita"])
         request = ApprovalRequest.objects.get(release=release)
-        approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
+        approval_decide(request=request, actor=people["ann"], verdict="approve")
     work(rq_queues["notifications"])
     mail.outbox.clear()
     sweep = rq_queues["notifications"]
@@ -324,16 +318,19 @@ def test_muted_history_records_no_deliveries(checkout: Application, people: dict
 
 def test_the_periodic_jobs_are_registered_with_the_cron_scheduler() -> None:
     scheduler = DjangoCronScheduler()
-    scheduler.load_config_from_file("releases.cron")
+    scheduler.load_config_from_file("portal.cron")
 
     jobs = {job.func_name: (job.queue_name, job.interval) for job in scheduler.get_jobs()}
     assert jobs == {
-        "releases.jobs.expire_approval_requests": ("default", settings.APPROVAL_EXPIRY_SWEEP_SECONDS),
-        "releases.jobs.remind_approvers": ("notifications", settings.APPROVAL_REMINDER_SWEEP_SECONDS),
-        "strategies.engine.recover_operations_job": ("operations", settings.OPERATION_RECOVERY_SWEEP_SECONDS),
-        "strategies.jobs.auto_promote_job": ("operations", settings.AUTO_PROMOTE_SWEEP_SECONDS),
-        "releases.audit_chain.seal_audit_chain_job": ("default", settings.AUDIT_SEAL_SWEEP_SECONDS),
-        "releases.audit_chain.verify_audit_chain_job": ("default", settings.AUDIT_VERIFY_SWEEP_SECONDS),
+        "releases.catalog.jobs.expire_approval_requests": ("default", settings.APPROVAL_EXPIRY_SWEEP_SECONDS),
+        "releases.catalog.jobs.remind_approvers": ("notifications", settings.APPROVAL_REMINDER_SWEEP_SECONDS),
+        "strategies.operations.engine.recover_operations_job": (
+            "operations",
+            settings.OPERATION_RECOVERY_SWEEP_SECONDS,
+        ),
+        "strategies.operations.jobs.auto_promote_job": ("operations", settings.AUTO_PROMOTE_SWEEP_SECONDS),
+        "releases.audit.chain.seal_audit_chain_job": ("default", settings.AUDIT_SEAL_SWEEP_SECONDS),
+        "releases.audit.chain.verify_audit_chain_job": ("default", settings.AUDIT_VERIFY_SWEEP_SECONDS),
         "strategies.flags.jobs.apply_due_flag_schedules": ("default", settings.FLAG_SCHEDULE_SWEEP_SECONDS),
         "strategies.experiments.jobs.analyse_experiments": ("default", ANALYSIS_SWEEP_SECONDS),
     }

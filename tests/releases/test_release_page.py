@@ -9,9 +9,12 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from portal.roles import Role
-from releases import approvals, services
-from releases.models import Application, ApprovalRequestStatus, OperationStatus, ReleaseStatus, Stage, StepStatus
+from portal.core.roles import Role
+from releases.approvals.models import ApprovalRequestStatus
+from releases.approvals.workflow import approval_decide
+from releases.catalog import services
+from releases.catalog.models import Application, ReleaseStatus, Stage
+from strategies.operations.models import OperationStatus, StepStatus
 from tests.factories import (
     ApplicationFactory,
     ApprovalPolicyFactory,
@@ -94,7 +97,7 @@ def test_a_decision_on_a_settled_request_is_a_409_explained_in_place(
 ) -> None:
     release = registered(checkout, people["rita"])
     request = release.approval_requests.get()
-    approvals.approval_decide(request=request, actor=people["bob"], verdict="reject", comment="No")
+    approval_decide(request=request, actor=people["bob"], verdict="reject", comment="No")
     client.force_login(people["ann"])
     request.refresh_from_db()
     assert request.status == ApprovalRequestStatus.REJECTED
@@ -122,8 +125,8 @@ def test_the_timeline_tells_the_story_in_order_with_who_and_why(
 ) -> None:
     release = registered(checkout, people["rita"])
     request = release.approval_requests.get()
-    approvals.approval_decide(request=request, actor=people["ann"], verdict="approve", comment="Fine")
-    approvals.approval_decide(request=request, actor=people["bob"], verdict="reject", comment="Totals are wrong")
+    approval_decide(request=request, actor=people["ann"], verdict="approve", comment="Fine")
+    approval_decide(request=request, actor=people["bob"], verdict="reject", comment="Totals are wrong")
     client.force_login(people["ann"])
 
     page = client.get(release.get_absolute_url()).content.decode()
@@ -164,7 +167,7 @@ def test_the_release_page_queries_do_not_grow_with_its_history(
     client.force_login(people["ann"])
     with CaptureQueriesContext(connection) as few:
         client.get(release.get_absolute_url())
-    approvals.approval_decide(request=request, actor=people["bob"], verdict="approve", comment="ok")
+    approval_decide(request=request, actor=people["bob"], verdict="approve", comment="ok")
     for n in range(5):
         OperationFactory(release=release, status=OperationStatus.FAILED, error=f"attempt {n}")
     with CaptureQueriesContext(connection) as many:

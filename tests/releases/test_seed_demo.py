@@ -7,18 +7,11 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.test import RequestFactory
 
-from releases.demo import DEMO_USERS
-from releases.models import (
-    Application,
-    ApprovalRequest,
-    AuditEvent,
-    Environment,
-    Operation,
-    Release,
-    ReleaseStatus,
-    SimulatorSlot,
-    Slot,
-)
+from portal.demo.organisation import DEMO_USERS
+from releases.approvals.models import ApprovalRequest
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Application, Environment, Release, ReleaseStatus, SimulatorSlot, Slot
+from strategies.operations.models import Operation
 
 pytestmark = pytest.mark.django_db
 

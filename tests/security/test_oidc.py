@@ -17,9 +17,10 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 
-from portal import oidc
-from portal.roles import Role, roles_of
-from releases.models import AuditEvent, SsoIdentity
+from portal.core.roles import Role, roles_of
+from portal.signon import oidc
+from portal.signon.models import SsoIdentity
+from releases.audit.models import AuditEvent
 from tests.factories import UserFactory
 from tests.oidc_issuer import LoopbackIssuer
 
@@ -229,7 +230,7 @@ def test_a_bad_answer_from_the_issuer_is_refused_and_logged_without_secrets(
     assert signed_in_sessions() == []
     assert client.get(reverse("dashboard")).status_code == 302  # to the sign-in page
     assert (User.objects.count(), AuditEvent.objects.count(), SsoIdentity.objects.count()) == (users, audit, 0)
-    refusals = [r for r in caplog.records if r.name == "portal.oidc"]
+    refusals = [r for r in caplog.records if r.name == "portal.signon.oidc"]
     assert [r.levelno for r in refusals] == [logging.WARNING]
     assert REFUSALS[fault] in refusals[0].getMessage()
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)

@@ -20,11 +20,12 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
-from portal import clock
-from portal.redaction import MASK, SECRET_KEYS, TRIGGERS, RedactingFilter, redact_data, redact_text
-from releases.api.tokens import token_create, token_revoke
-from releases.models import AuditEvent, WebhookDelivery
+from portal.api.tokens import token_create, token_revoke
+from portal.core import clock
+from portal.core.redaction import MASK, SECRET_KEYS, TRIGGERS, RedactingFilter, redact_data, redact_text
+from releases.audit.models import AuditEvent
 from releases.webhooks import delivery as webhook_delivery
+from releases.webhooks.models import WebhookDelivery
 from releases.webhooks.services import subscription_create, subscription_rotate_secret, subscription_update
 from strategies.flags.services import api_key_create, api_key_revoke
 from tests.factories import PASSWORD, ApplicationFactory

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from releases.models import Application
-from releases.providers.simulator import SimulatorProvider
+from releases.catalog.models import Application
+from releases.catalog.providers.simulator import SimulatorProvider
 from tests.factories import ApplicationFactory, add_simulated_site
 
 VERSIONS = {"production": "1.0.0", "staging": "1.1.0", "test": "1.1.0", "dev": "1.2.0-dev.1"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from portal import clock
-from releases.models import (
+from portal.core import clock
+from releases.catalog.models import (
     Application,
     SimulatorMetricBucket,
     SimulatorSite,

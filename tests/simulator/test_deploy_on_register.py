@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from portal import clock
-from releases import services
-from releases.models import Application, AuditEvent, SimulatorSlot, Slot
-from releases.providers.simulator import SimulatorProvider
+from portal.core import clock
+from releases.audit.models import AuditEvent
+from releases.catalog import services
+from releases.catalog.models import Application, SimulatorSlot, Slot
+from releases.catalog.providers.simulator import SimulatorProvider
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +48,7 @@ def test_registering_without_a_slot_deploys_nothing(checkout: Application) -> No
 
 
 def test_a_build_staged_for_production_is_staged_in_each_ring_target_too(checkout: Application) -> None:
-    from releases.models import Ring
+    from strategies.operations.models import Ring
     from tests.factories import ApplicationFactory, add_simulated_site
 
     staff = ApplicationFactory(name="Checkout staff", slug="checkout-staff")
@@ -76,8 +77,8 @@ def test_a_build_staged_for_production_is_staged_in_each_ring_target_too(checkou
 
 
 def test_deploying_another_build_starts_the_slot_with_no_request_history(checkout: Application) -> None:
-    from releases.models import SimulatorMetricBucket
-    from releases.simulator.services import simulator_deploy
+    from releases.catalog.models import SimulatorMetricBucket
+    from releases.catalog.simulator.services import simulator_deploy
 
     staging = SimulatorSlot.objects.get(application=checkout, slot_name="staging")
     production = SimulatorSlot.objects.get(application=checkout, slot_name="production")

@@ -9,7 +9,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from releases.models import Application, AuditEvent, SimulatorSite, SimulatorSlot, SimulatorVersionProfile
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Application, SimulatorSite, SimulatorSlot, SimulatorVersionProfile
 from tests.factories import ApplicationFactory
 
 pytestmark = pytest.mark.django_db

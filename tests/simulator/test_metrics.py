@@ -7,10 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from portal import clock
-from releases.models import Application, SimulatorMetricBucket, SimulatorSite, SimulatorSlot, SimulatorVersionProfile
-from releases.providers.simulator import SimulatorProvider
-from releases.providers.simulator_load import DEFAULT_PROFILE, Profile, generate_synthetic
+from portal.core import clock
+from releases.catalog.models import (
+    Application,
+    SimulatorMetricBucket,
+    SimulatorSite,
+    SimulatorSlot,
+    SimulatorVersionProfile,
+)
+from releases.catalog.providers.simulator import SimulatorProvider
+from releases.catalog.providers.simulator_load import DEFAULT_PROFILE, Profile, generate_synthetic
 
 pytestmark = pytest.mark.django_db
 
@@ -149,7 +155,7 @@ def test_latency_quantiles_match_the_profile(profile: Profile, u: float, expecte
 
 
 def test_a_build_without_a_profile_behaves_like_the_one_in_production(checkout: Application) -> None:
-    from releases.providers.simulator_load import profile_for
+    from releases.catalog.providers.simulator_load import profile_for
 
     production = SimulatorSlot.objects.get(application=checkout, slot_name="production").version
     SimulatorVersionProfile.objects.create(

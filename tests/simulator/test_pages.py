@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from releases.models import Application, SimulatorMetricBucket, SimulatorSlot, SimulatorVersionProfile
-from releases.providers.simulator import SimulatorProvider
+from releases.catalog.models import Application, SimulatorMetricBucket, SimulatorSlot, SimulatorVersionProfile
+from releases.catalog.providers.simulator import SimulatorProvider
 from tests.factories import ApplicationFactory
 
 pytestmark = pytest.mark.django_db

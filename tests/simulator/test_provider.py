@@ -7,16 +7,16 @@ from datetime import timedelta
 import pytest
 from pytest_django.fixtures import Settings
 
-from portal import clock
-from releases.models import Application, SimulatorSlot, SimulatorVersionProfile
-from releases.providers import (
+from portal.core import clock
+from releases.catalog.models import Application, SimulatorSlot, SimulatorVersionProfile
+from releases.catalog.providers import (
     PRODUCTION_SLOT,
     HostingProvider,
     NotFoundError,
     PermanentError,
     provider_for,
 )
-from releases.providers.simulator import SimulatorProvider
+from releases.catalog.providers.simulator import SimulatorProvider
 from tests.factories import ApplicationFactory
 
 pytestmark = pytest.mark.django_db

@@ -15,10 +15,10 @@ from django.conf import settings as django_settings
 from django.db import connection
 from pytest_django.fixtures import Settings
 
-from portal import clock
-from releases.models import Application, SimulatorSlot, SimulatorSwap, SwapPhase
-from releases.providers import ConflictError, NotFoundError, PermanentError
-from releases.providers.simulator import SimulatorProvider
+from portal.core import clock
+from releases.catalog.models import Application, SimulatorSlot, SimulatorSwap, SwapPhase
+from releases.catalog.providers import ConflictError, NotFoundError, PermanentError
+from releases.catalog.providers.simulator import SimulatorProvider
 from tests.factories import ApplicationFactory, add_simulated_site
 from tests.releases.test_jobs import _subprocess_database_url
 
@@ -313,7 +313,7 @@ def test_another_process_resumes_the_swap_from_the_token(checkout: Application, 
     token = provider.begin_swap(checkout, "staging").resume_token
     script = (
         "from releases.models import Application\n"
-        "from releases.providers import provider_for\n"
+        "from releases.catalog.providers import provider_for\n"
         "app = Application.objects.get(slug='checkout')\n"
         f"handle = provider_for(app).resume_swap(app, {token!r})\n"
         "handle.result(timeout=10)\n"

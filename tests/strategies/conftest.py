@@ -10,15 +10,8 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from releases.models import (
-    OPERATION_ACTIVE,
-    Application,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    SimulatorSite,
-)
+from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSite
+from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
 
 VERSIONS = {"production": "1.0.0", "staging": "1.1.0", "test": "1.1.0", "dev": "1.2.0-dev.1"}

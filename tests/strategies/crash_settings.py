@@ -7,6 +7,6 @@ LOGGING = {
     "handlers": {**LOGGING["handlers"], "kill_at": {"class": "tests.strategies.killer.KillAt"}},  # noqa: F405
     "loggers": {
         **LOGGING["loggers"],  # noqa: F405
-        "strategies.engine": {"handlers": ["kill_at"], "level": "INFO"},
+        "strategies.operations.engine": {"handlers": ["kill_at"], "level": "INFO"},
     },
 }

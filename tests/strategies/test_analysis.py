@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from releases.providers import MetricsSample
-from strategies.analysis import AnalysisConfig, analyse
+from releases.catalog.providers import MetricsSample
+from strategies.operations.analysis import AnalysisConfig, analyse
 
 
 def sample(requests: int, error_rate: float, median_ms: float, *, seed: int) -> MetricsSample:

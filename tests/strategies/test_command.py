@@ -9,7 +9,8 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from rq import Queue
 
-from releases.models import Operation, OperationStatus, Release, ReleaseStatus
+from releases.catalog.models import Release, ReleaseStatus
+from strategies.operations.models import Operation, OperationStatus
 from tests.strategies.conftest import FAST_BLUE_GREEN, drive
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]

@@ -14,18 +14,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from rq import Queue
 
-from releases.models import (
-    Application,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    Ring,
-    SimulatorSlot,
-    SimulatorSwap,
-)
-from strategies import services
-from strategies.engine import operations_recover
+from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot, SimulatorSwap
+from strategies.operations import services
+from strategies.operations.engine import operations_recover
+from strategies.operations.models import Operation, OperationStatus, Ring
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
 from tests.releases.test_jobs import _subprocess_database_url
 from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, VERSIONS, drive, with_load

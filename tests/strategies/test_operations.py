@@ -9,21 +9,19 @@ from django.contrib.auth.models import User
 from django.db import connection
 from rq import Queue, SimpleWorker
 
-from releases.models import (
+from releases.audit.models import AuditEvent
+from releases.catalog.models import (
     Application,
-    AuditEvent,
-    Operation,
-    OperationStatus,
     Release,
     ReleaseStatus,
     SimulatorSlot,
     SimulatorSwap,
     SimulatorVersionProfile,
-    StepStatus,
 )
-from releases.services import DomainError
-from strategies import services
-from strategies.engine import operations_recover
+from releases.catalog.services import DomainError
+from strategies.operations import services
+from strategies.operations.engine import operations_recover
+from strategies.operations.models import Operation, OperationStatus, StepStatus
 from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, drive, with_load
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]

@@ -8,8 +8,9 @@ from django.test import Client
 from django.urls import reverse
 from rq import Queue
 
-from releases.models import Application, Operation, OperationStatus, Release, ReleaseStatus
-from strategies import services
+from releases.catalog.models import Application, Release, ReleaseStatus
+from strategies.operations import services
+from strategies.operations.models import Operation, OperationStatus
 from tests.strategies.conftest import FAST_BLUE_GREEN, drive
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]

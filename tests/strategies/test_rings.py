@@ -12,21 +12,12 @@ from django.test import Client
 from django.urls import reverse
 from rq import Queue
 
-from releases.approvals import ApprovalForbidden
-from releases.models import (
-    Application,
-    AuditEvent,
-    Operation,
-    OperationStatus,
-    Release,
-    ReleaseStatus,
-    Ring,
-    SimulatorSlot,
-    SimulatorVersionProfile,
-    StepStatus,
-)
-from releases.services import DomainError
-from strategies import services
+from releases.approvals.common import ApprovalForbidden
+from releases.audit.models import AuditEvent
+from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot, SimulatorVersionProfile
+from releases.catalog.services import DomainError
+from strategies.operations import services
+from strategies.operations.models import Operation, OperationStatus, Ring, StepStatus
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
 from tests.strategies.conftest import VERSIONS, drive, with_load
 

@@ -13,16 +13,16 @@ from django.test import Client
 from django.urls import reverse
 from rq import Queue, SimpleWorker
 
-from portal import clock
-from releases import services
-from releases.models import Application, Release, ReleaseStatus, WebhookDelivery
+from portal.core import clock
+from releases.catalog import services
+from releases.catalog.models import Application, Release, ReleaseStatus
 from releases.webhooks import events
+from releases.webhooks.models import WebhookDelivery
 from releases.webhooks.services import subscription_create
-from strategies import services as operation_services
+from strategies.operations import services as operation_services
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
 from tests.strategies.conftest import FAST_BLUE_GREEN, drive, enqueue_due_jobs
-
-from .conftest import Receiver, verify
+from tests.webhooks.conftest import Receiver, verify
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

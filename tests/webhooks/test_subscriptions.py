@@ -7,10 +7,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from releases import services
-from releases.models import Application, AuditEvent, WebhookDelivery, WebhookSubscription
-from releases.services import DomainError
+from releases.audit.models import AuditEvent
+from releases.catalog import services
+from releases.catalog.models import Application
+from releases.catalog.services import DomainError
 from releases.webhooks import services as webhooks
+from releases.webhooks.models import WebhookDelivery, WebhookSubscription
 from tests.factories import ApplicationFactory
 
 pytestmark = pytest.mark.django_db
@@ -183,9 +185,10 @@ def test_a_delivery_of_another_application_is_not_found(
 def test_approval_requested_and_decided_are_announced(checkout: Application, release_manager: User) -> None:
     from django.contrib.auth.models import Group
 
-    from portal.roles import Role
-    from releases import approvals
-    from releases.models import ApprovalRequest, Stage
+    from portal.core.roles import Role
+    from releases.approvals.models import ApprovalRequest
+    from releases.approvals.workflow import approval_decide
+    from releases.catalog.models import Stage
     from tests.factories import ApprovalPolicyFactory, UserFactory, add_simulated_site
 
     add_simulated_site(checkout)
@@ -203,7 +206,7 @@ def test_approval_requested_and_decided_are_announced(checkout: Application, rel
         application=checkout, version="2.0.0", actor=release_manager, deployed_slot=checkout.slots.get(name="staging")
     )
     request = ApprovalRequest.objects.get()
-    approvals.approval_decide(request=request, actor=approver, verdict="approve")
+    approval_decide(request=request, actor=approver, verdict="approve")
 
     requested, decided = WebhookDelivery.objects.order_by("id")
     assert requested.event_type == "approval.requested"

@@ -1,6 +1,0 @@
-from django.apps import AppConfig
-
-
-class ReleasesConfig(AppConfig):
-    name = "releases"
-    verbose_name = "Releases"

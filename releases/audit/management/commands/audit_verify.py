@@ -1,0 +1,39 @@
+"""`manage.py audit_verify`: seal pending audit events, then verify the whole hash chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from releases.audit.chain import seal_pending, verify_chain
+
+
+class Command(BaseCommand):
+    help = (
+        "Seal the audit events not sealed yet, then recompute the whole audit hash chain and report the "
+        "first broken link (exit status 1) or that the chain is intact."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--no-seal", action="store_true", help="Verify without sealing pending events first.")
+        parser.add_argument(
+            "--since-checkpoint",
+            action="store_true",
+            help="Verify only the events sealed since the last successful verification (what the periodic check does).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not options["no_seal"]:
+            sealed = seal_pending()
+            if sealed:
+                self.stdout.write(f"Sealed {sealed} pending event{'s' if sealed != 1 else ''}.")
+        result = verify_chain(since_checkpoint=options["since_checkpoint"])
+        if result.broken:
+            raise CommandError(f"BROKEN at {result.broken.describe()}", returncode=1)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"OK: {result.checked} events, chain intact through sequence {result.through}, "
+                f"last hash {result.last_hash}"
+            )
+        )

@@ -1,0 +1,501 @@
+"""The operations engine: runs an Operation's steps as RQ jobs, crash-safely.
+
+Why here and not in `releases`: the engine is the executor of strategies' plans, and it depends
+on them (plans, step kinds, compensation); `releases` keeps the lifecycle it calls.
+
+How a run goes:
+
+1. `run_operation(operation_id)` (queue "operations") **claims** the operation with a conditional
+   UPDATE: it must be runnable and unclaimed (or its claimant's heartbeat stale). The job id is
+   stored as `runner`; every heartbeat checks we still hold the claim.
+2. It runs the first unfinished step, persisting status, start, attempts, detail, log and progress
+   (the log line "step finished" is written only after the row is). A step that must **wait**
+   (bake, periodic verification) stores `wake_at`, re-enqueues the operation with
+   `queue.enqueue_at` and returns: no worker is held. Very short waits are slept in place.
+3. A failed step (its error, a provider error, its deadline) starts **compensation**: the
+   strategy's undo steps are appended to the plan and run the same way; when they are done the
+   release is rolled back. A compensation that fails leaves the operation failed, the release
+   failed and the error saying production needs a person.
+4. The **recovery pass** (`operations_recover`, periodic and at worker start) re-enqueues every
+   runnable operation whose claimant stopped beating or whose job is gone from Redis. A step found
+   interrupted is run again (steps are idempotent); one interrupted `OPERATION_MAX_STEP_RUNS`
+   times is treated as unknowable and the operation rolls back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import django_rq
+from django.conf import settings
+from django.db import Error as DatabaseError
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import F, Q
+from rq import get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from portal.core import clock
+from releases.audit.services import audit_record, origin, snapshot
+from releases.catalog.models import Release, ReleaseStatus
+from releases.catalog.providers import ProviderError, provider_for
+from releases.webhooks.services import webhook_emit
+from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
+from strategies.operations.plan import compensation_for
+from strategies.operations.steps import (
+    DEFAULT_TIMEOUT_SECONDS,
+    EXECUTORS,
+    NO_DEADLINE,
+    OPERATION_AUDIT_FIELDS,
+    Done,
+    Finished,
+    LostClaim,
+    Pause,
+    StepContext,
+    StepFailed,
+    Wait,
+    step_application,
+)
+
+log = logging.getLogger("strategies.operations.engine")
+
+QUEUE = "operations"
+RUNNABLE = (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.ROLLING_BACK)
+UNFINISHED_STEP = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING)
+LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+
+
+def _event(name: str, operation_id: int, position: int | None = None) -> dict[str, Any]:
+    return {"extra": {"operation_event": name, "operation_id": operation_id, "step_position": position}}
+
+
+# --- enqueueing ----------------------------------------------------------------------------------
+def enqueue_operation(operation: Operation, *, at: datetime | None = None) -> str:
+    """Queue a run of `operation` (now, or at `at`), recording the job id on the row.
+
+    Inside a transaction the job reaches Redis when it commits (django-rq's on-commit mode).
+    """
+    job_id = f"operation-{operation.pk}-{uuid.uuid4().hex[:12]}"
+    Operation.objects.filter(pk=operation.pk).update(job_id=job_id)
+    operation.job_id = job_id
+    queue = django_rq.get_queue(QUEUE)
+    if at is None:
+        queue.enqueue(run_operation, operation.pk, job_id=job_id)
+    else:
+        queue.enqueue_at(at, run_operation, operation.pk, job_id=job_id)
+    return job_id
+
+
+# --- the job -------------------------------------------------------------------------------------
+def run_operation(operation_id: int) -> dict[str, Any]:
+    """RQ job: drive the operation as far as it can go now. Safe to run any number of times."""
+    job = get_current_job()
+    runner = job.id if job else f"inline-{uuid.uuid4().hex[:12]}"
+    with origin(via="job", job_id=runner):
+        try:
+            claimed = _claim(operation_id, runner)
+        except Exception:
+            _release_claim(operation_id, runner)  # the claiming UPDATE committed before the audited part failed
+            raise
+        if not claimed:
+            return {"skipped": "not runnable, or another runner holds it"}
+        log.info("operation %s claimed by %s", operation_id, runner, **_event("claimed", operation_id))
+        try:
+            return _drive(operation_id, runner)
+        except LostClaim as exc:
+            log.warning("%s", exc)
+            return {"skipped": str(exc)}
+        finally:
+            _release_claim(operation_id, runner)
+
+
+def _release_claim(operation_id: int, runner: str) -> None:
+    """Give the claim up, so the recovery pass may re-enqueue the operation without waiting for staleness.
+
+    If the run ended because the database connection died (the server terminated it, a failover), this
+    connection cannot clear the claim: it is closed and the claim cleared on a new one. Before, the claim
+    stayed until the heartbeat went stale (OPERATION_HEARTBEAT_STALE_SECONDS) and the operation sat idle
+    that long (found by tests/faults/test_database_connection_dropped.py).
+    """
+    try:
+        Operation.objects.filter(pk=operation_id, runner=runner).update(runner="")
+    except DatabaseError:
+        if db_connection.in_atomic_block:  # never close a connection under a caller's transaction
+            raise
+        log.warning("operation %s: the database connection was lost; releasing the claim on a new one", operation_id)
+        db_connection.close()
+        Operation.objects.filter(pk=operation_id, runner=runner).update(runner="")
+
+
+def _claim(operation_id: int, runner: str) -> bool:
+    now = clock.now()
+    stale = now - timedelta(seconds=settings.OPERATION_HEARTBEAT_STALE_SECONDS)
+    claimed = (
+        Operation.objects.filter(pk=operation_id, status__in=RUNNABLE)
+        .filter(Q(runner="") | Q(runner=runner) | Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+        .update(runner=runner, heartbeat_at=now)
+    )
+    if not claimed:
+        return False
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update(no_key=True).get(pk=operation_id)
+        if operation.status == OperationStatus.PENDING:
+            before = snapshot(operation, OPERATION_AUDIT_FIELDS)
+            Operation.objects.filter(pk=operation_id, status=OperationStatus.PENDING).update(
+                status=OperationStatus.RUNNING, started_at=now
+            )
+            operation.refresh_from_db()
+            audit_record(
+                actor=None,
+                action="operation.running",
+                obj=operation,
+                application=operation.application,
+                before=before,
+                after=snapshot(operation, OPERATION_AUDIT_FIELDS),
+            )
+            webhook_emit("operation.started", operation, operation.application)
+    return True
+
+
+def _load(operation_id: int) -> Operation:
+    return Operation.objects.select_related("application", "release", "environment").get(pk=operation_id)
+
+
+def _drive(operation_id: int, runner: str) -> dict[str, Any]:
+    ran = 0
+    while True:
+        operation = _load(operation_id)
+        if operation.status not in (OperationStatus.RUNNING, OperationStatus.ROLLING_BACK):
+            return {"status": operation.status, "steps_run": ran}
+        if operation.runner != runner:
+            raise LostClaim(f"operation {operation_id} was taken over by {operation.runner or 'nobody'}")
+        step = operation.steps.filter(status__in=UNFINISHED_STEP).order_by("position").first()
+        if step is None:
+            _close(operation)
+            continue
+        outcome = _run_step(operation, step, runner)
+        ran += 1
+        if isinstance(outcome, Wait):
+            now = clock.now()
+            delay = (outcome.until - now).total_seconds()
+            if delay <= settings.OPERATION_INLINE_WAIT_SECONDS:
+                time.sleep(max(delay, 0))
+                continue
+            # Hand the operation back and come back later: no worker is held while it waits.
+            with transaction.atomic():
+                Operation.objects.filter(pk=operation_id, runner=runner).update(
+                    wake_at=outcome.until, waiting_for=outcome.why[:500]
+                )
+                enqueue_operation(operation, at=outcome.until)
+            log.info("operation %s waits until %s", operation_id, outcome.until, **_event("waiting", operation_id))
+            return {"status": "waiting", "until": outcome.until.isoformat(), "steps_run": ran}
+        if isinstance(outcome, Pause):
+            _pause_for_a_person(operation, outcome.why)
+            return {"status": "paused", "steps_run": ran}
+
+
+def _run_step(operation: Operation, step: OperationStep, runner: str) -> Done | Wait | Pause | Finished | None:
+    now = clock.now()
+    interrupted = step.status == StepStatus.RUNNING  # a runner died in it
+    if interrupted and step.attempts >= settings.OPERATION_MAX_STEP_RUNS:
+        _step_failed(
+            operation,
+            step,
+            f"“{step.title}” was interrupted {step.attempts} times, so its outcome cannot be known; rolling back.",
+        )
+        return None
+    changes: dict[str, Any] = {"status": StepStatus.RUNNING, "attempts": F("attempts") + 1}
+    if step.started_at is None:
+        changes["started_at"] = now
+        if step.kind not in NO_DEADLINE:
+            timeout = step.parameters.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+            changes["deadline_at"] = now + timedelta(seconds=timeout)
+    OperationStep.objects.filter(pk=step.pk).update(**changes)
+    Operation.objects.filter(pk=operation.pk, runner=runner).update(heartbeat_at=now, wake_at=None, waiting_for="")
+    step.refresh_from_db()
+    log.info(
+        "operation %s step %s (%s) started",
+        operation.pk,
+        step.position,
+        step.kind,
+        **_event("step_started", operation.pk, step.position),
+    )
+    application = step_application(operation, step)
+    ctx = StepContext(
+        operation=operation, step=step, provider=provider_for(application), runner=runner, application=application
+    )
+    if interrupted:
+        ctx.log("Resumed after an interruption (the previous runner stopped mid-step).")
+    try:
+        outcome = EXECUTORS[step.kind](ctx)
+    except LostClaim:
+        raise
+    except (StepFailed, ProviderError, TimeoutError) as exc:
+        _step_failed(operation, step, _describe(step, exc))
+        return None
+    if isinstance(outcome, Done):
+        OperationStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
+            status=StepStatus.SUCCEEDED, finished_at=clock.now(), progress=100, detail={**step.detail, **outcome.detail}
+        )
+        webhook_emit("operation.step_finished", step, operation.application)
+        if step.kind in CHANGES_SLOTS:
+            _observe_slots(application)
+    elif isinstance(outcome, Wait | Pause):
+        OperationStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
+            status=StepStatus.WAITING, detail={**step.detail, **outcome.detail}
+        )
+    log.info(
+        "operation %s step %s finished: %s",
+        operation.pk,
+        step.position,
+        type(outcome).__name__,
+        **_event("step_finished", operation.pk, step.position),
+    )
+    return outcome
+
+
+# Steps after which what the slots run or route has changed: the portal's observed view is refreshed.
+CHANGES_SLOTS = {"swap", "set_traffic", "swap_preview", "cancel_preview"}
+
+
+def _observe_slots(application: Any) -> None:
+    """Have the observed slots (dashboard, application page) refreshed by a background job: reading
+    every slot from the provider (on Azure a few ARM calls and a health probe per slot) does not
+    belong in the operation's own run. A failure to enqueue only leaves the picture stale."""
+    from releases.catalog.jobs import enqueue_slots_refresh
+
+    try:
+        enqueue_slots_refresh(application)
+    except Exception:  # the step succeeded; a stale picture must not fail it
+        log.exception("operation: asking for a refresh of the slots of %s failed", application)
+
+
+def _describe(step: OperationStep, exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"“{step.title}” timed out: {exc}"
+    if isinstance(exc, ProviderError):
+        return f"“{step.title}” failed: the provider said: {exc}"
+    return f"“{step.title}” failed: {exc}"
+
+
+def _step_failed(operation: Operation, step: OperationStep, error: str) -> None:
+    ctx_log = f"{step.log}\n{clock.now():%H:%M:%S} {error}" if step.log else error
+    OperationStep.objects.filter(pk=step.pk).update(status=StepStatus.FAILED, finished_at=clock.now(), log=ctx_log)
+    log.warning("operation %s: %s", operation.pk, error, **_event("step_failed", operation.pk, step.position))
+    if operation.status == OperationStatus.RUNNING:
+        if operation.kind == Operation.Kind.PROMOTE:
+            compensate(operation_id=operation.pk, error=error, actor=None)
+        else:
+            _fail(operation, error)
+    elif operation.status == OperationStatus.ROLLING_BACK and step.parameters.get("undo"):
+        _fail(operation, f"{operation.error} Then the rollback failed: {error} Production needs a person to check it.")
+
+
+# --- compensation, closing -----------------------------------------------------------------------
+def compensate(*, operation_id: int, error: str, actor: Any, reason: str = "") -> Operation:
+    """Start undoing: forward steps not begun are skipped, the undo steps appended, status rolling back.
+
+    A step running right now is left to its runner (who reads the new status before the next step).
+    """
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update(no_key=True).select_related("application").get(pk=operation_id)
+        if operation.status not in (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.PAUSED):
+            return operation
+        before = snapshot(operation, OPERATION_AUDIT_FIELDS)
+        steps = list(operation.steps.order_by("position"))
+        operation.steps.filter(status__in=(StepStatus.PENDING, StepStatus.WAITING)).update(status=StepStatus.SKIPPED)
+        undo = compensation_for(steps)
+        last = steps[-1].position if steps else 0
+        OperationStep.objects.bulk_create(
+            OperationStep(
+                operation=operation,
+                position=last + i,
+                kind=s.kind,
+                title=s.title,
+                parameters={**s.parameters, "undo": True},
+            )
+            for i, s in enumerate(undo, start=1)
+        )
+        Operation.objects.filter(pk=operation.pk).update(
+            status=OperationStatus.ROLLING_BACK,
+            error=error[:2000],
+            started_at=operation.started_at or clock.now(),
+            wake_at=None,
+            waiting_for="",
+        )
+        operation.refresh_from_db()
+        audit_record(
+            actor=actor,
+            action="operation.rolling_back",
+            obj=operation,
+            application=operation.application,
+            before=before,
+            after=snapshot(operation, OPERATION_AUDIT_FIELDS),
+            reason=reason or error,
+        )
+    return operation
+
+
+def _close(operation: Operation) -> None:
+    """Every step is done: a rollback that completed rolls the release back; a plan without a final step succeeds."""
+    now = clock.now()
+    with transaction.atomic():
+        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
+        if current.status not in (OperationStatus.RUNNING, OperationStatus.ROLLING_BACK):
+            return
+        before = snapshot(current, OPERATION_AUDIT_FIELDS)
+        rolling_back = current.status == OperationStatus.ROLLING_BACK
+        target = OperationStatus.ROLLED_BACK if rolling_back else OperationStatus.SUCCEEDED
+        if target == OperationStatus.ROLLED_BACK:
+            from releases.catalog.services import release_roll_back
+
+            release = Release.objects.select_for_update(no_key=True).get(pk=current.release_id)
+            if release.status == ReleaseStatus.ROLLING_OUT:
+                release_roll_back(release=release, actor=None, reason=current.error or "Rolled back")
+        Operation.objects.filter(pk=current.pk, status=current.status).update(
+            status=target, finished_at=now, wake_at=None, waiting_for=""
+        )
+        current.refresh_from_db()
+        audit_record(
+            actor=None,
+            action=f"operation.{target}",
+            obj=current,
+            application=current.application,
+            before=before,
+            after=snapshot(current, OPERATION_AUDIT_FIELDS),
+            reason=current.error,
+        )
+        webhook_emit(f"operation.{target}", current, current.application)
+
+
+def _fail(operation: Operation, error: str) -> None:
+    from releases.catalog.services import release_mark_failed
+
+    with transaction.atomic():
+        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
+        if current.status not in RUNNABLE and current.status != OperationStatus.PAUSED:
+            return
+        before = snapshot(current, OPERATION_AUDIT_FIELDS)
+        release = Release.objects.select_for_update(no_key=True).get(pk=current.release_id)
+        if release.status == ReleaseStatus.ROLLING_OUT:
+            release_mark_failed(release=release, actor=None, reason=error)
+        Operation.objects.filter(pk=current.pk).update(
+            status=OperationStatus.FAILED, finished_at=clock.now(), error=error[:2000], wake_at=None, waiting_for=""
+        )
+        current.refresh_from_db()
+        audit_record(
+            actor=None,
+            action="operation.failed",
+            obj=current,
+            application=current.application,
+            before=before,
+            after=snapshot(current, OPERATION_AUDIT_FIELDS),
+            reason=error,
+        )
+        webhook_emit("operation.failed", current, current.application)
+
+
+def _pause_for_a_person(operation: Operation, why: str) -> None:
+    with transaction.atomic():
+        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
+        if current.status != OperationStatus.RUNNING:
+            return
+        before = snapshot(current, OPERATION_AUDIT_FIELDS)
+        Operation.objects.filter(pk=current.pk).update(status=OperationStatus.PAUSED, waiting_for=why[:500])
+        current.refresh_from_db()
+        audit_record(
+            actor=None,
+            action="operation.paused",
+            obj=current,
+            application=current.application,
+            before=before,
+            after=snapshot(current, OPERATION_AUDIT_FIELDS),
+            reason=why,
+        )
+
+
+# --- recovery ------------------------------------------------------------------------------------
+def _job_alive(job_id: str) -> bool:
+    if not job_id:
+        return False
+    queue = django_rq.get_queue(QUEUE)
+    try:
+        job = Job.fetch(job_id, connection=queue.connection)
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=True) in LIVE_JOB_STATES
+
+
+def _overdue_wake_up(operation: Operation, now: datetime, stale_after: float) -> bool:
+    """Its wake-up job is still scheduled in Redis well past its time: nothing is moving scheduled jobs.
+
+    RQ's scheduler (a process of a `--with-scheduler` worker) exits when Redis goes away, and the worker
+    starts it again only at its maintenance interval (10 minutes): after a Redis blip every bake would
+    stall that long (found by tests/faults/test_redis_outage.py). The stale job is deleted before the
+    operation is re-enqueued, so it cannot run a second time when a scheduler comes back.
+    """
+    if operation.wake_at is None or (now - operation.wake_at).total_seconds() < stale_after:
+        return False
+    queue = django_rq.get_queue(QUEUE)
+    try:
+        job = Job.fetch(operation.job_id, connection=queue.connection)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=True) != JobStatus.SCHEDULED:
+        return False
+    job.delete()
+    return True
+
+
+def operations_recover(*, stale_after: float | None = None) -> list[tuple[int, str]]:
+    """Re-enqueue every runnable operation that nobody is driving; returns (id, why) for each.
+
+    Nobody is driving it when its claimant's heartbeat is older than `stale_after` seconds
+    (OPERATION_HEARTBEAT_STALE_SECONDS by default), or when it is unclaimed and its job is no longer
+    queued, scheduled or running in Redis (a worker died before claiming, or Redis lost its data), or
+    its wake-up job is still scheduled `stale_after` seconds past its time (no scheduler is running).
+    The re-enqueued job takes the claim over and resumes the interrupted step.
+    """
+    stale_after = settings.OPERATION_HEARTBEAT_STALE_SECONDS if stale_after is None else stale_after
+    now = clock.now()
+    recovered = []
+    for operation in Operation.objects.filter(status__in=RUNNABLE).select_related("application"):
+        if operation.runner:
+            beat = operation.heartbeat_at
+            if beat is not None and (now - beat).total_seconds() < stale_after:
+                continue
+            why = f"its runner {operation.runner} stopped beating"
+            # The new job's claim succeeds only on a stale heartbeat: make the staleness we judged count.
+            Operation.objects.filter(pk=operation.pk, runner=operation.runner).update(
+                heartbeat_at=now - timedelta(seconds=settings.OPERATION_HEARTBEAT_STALE_SECONDS + 1)
+            )
+        elif _overdue_wake_up(operation, now, stale_after):
+            why = f"its wake-up job {operation.job_id} was still scheduled {stale_after:g} s past its time"
+        elif _job_alive(operation.job_id):
+            continue
+        else:
+            why = f"its job {operation.job_id or '(none)'} is gone from Redis"
+        with transaction.atomic():
+            enqueue_operation(operation)
+            audit_record(
+                actor=None,
+                action="operation.recovered",
+                obj=operation,
+                application=operation.application,
+                reason=f"Re-enqueued because {why}.",
+            )
+        log.warning("operation %s re-enqueued: %s", operation.pk, why)
+        recovered.append((operation.pk, why))
+    return recovered
+
+
+def recover_operations_job() -> dict[str, Any]:
+    """Periodic (portal.cron): the recovery pass."""
+    job = get_current_job()
+    with origin(via="job", job_id=job.id if job else ""):
+        return {"recovered": operations_recover()}

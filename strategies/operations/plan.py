@@ -1,0 +1,144 @@
+"""Plans: what a strategy turns a promotion into, and how a failed plan is undone.
+
+A plan is an ordered list of `StepSpec`; the engine stores it as `OperationStep` rows before the
+first step runs, so the page can show it and a new worker can pick it up. Step kinds are the
+engine's vocabulary (`strategies.operations.steps.EXECUTORS`); parameters are JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from releases.catalog.models import Application, Environment, Release
+from strategies.operations.models import OperationStep, StepStatus
+
+# Steps a "promote now" may skip: waiting and analysing, and the intermediate traffic shares.
+SKIPPABLE = "skippable"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    kind: str
+    title: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a strategy needs to know to plan: the release, where it runs now, what production runs."""
+
+    release: Release
+    environment: Environment
+    source_slot: str  # the slot the new build runs in (staging)
+    target_slot: str  # the environment's slot (production)
+    new_version: str
+    previous_version: str  # what production runs now
+
+    @property
+    def application(self) -> Application:
+        return self.release.application
+
+
+def swap_step(source: str, target: str, *, expect: str, before: str, title: str, **extra: Any) -> StepSpec:
+    """A swap of `source` into `target`, done once `target` runs `expect` (so repeating it is harmless)."""
+    return StepSpec(
+        "swap",
+        title,
+        {"source": source, "target": target, "expect_version": expect, "previous_version": before, **extra},
+    )
+
+
+def promotion_swap_step(ctx: PlanContext, source: str, target: str, options: dict[str, Any]) -> StepSpec:
+    """The swap that puts the new release into production, as every promoting strategy ends."""
+    return swap_step(
+        source,
+        target,
+        expect=ctx.new_version,
+        before=ctx.previous_version,
+        title=f"Swap {source} into {target}: {ctx.previous_version or 'nothing'} → {ctx.new_version}",
+        timeout_seconds=options["swap_timeout_seconds"],
+    )
+
+
+def compensation_for(steps: list[OperationStep]) -> list[StepSpec]:
+    """Undo what the steps did, newest first: traffic back to 0 %, previews cancelled, swaps reversed.
+
+    Steps that succeeded, and the step that failed or was interrupted (it may have half happened),
+    are undone; each undo is itself idempotent (a swap back is a no-op when the target already runs
+    the old version, traffic at 0 % stays at 0 %), so undoing something that never happened is harmless.
+    """
+    touched = [
+        s
+        for s in steps
+        if s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.RUNNING) and not s.parameters.get("undo")
+    ]
+    specs: list[StepSpec] = []
+    reset_slots: set[tuple[Any, str]] = set()
+    for step in sorted(touched, key=lambda s: s.position, reverse=True):
+        p = step.parameters
+        # A step on another application (a ring target) is undone on that application.
+        on = {"application": p["application"]} if "application" in p else {}
+        if step.kind == "set_traffic" and (p.get("application"), p["slot"]) not in reset_slots:
+            reset_slots.add((p.get("application"), p["slot"]))
+            specs.append(
+                StepSpec("set_traffic", f"Route 0 % of traffic to {p['slot']}", {"slot": p["slot"], "percent": 0, **on})
+            )
+        elif step.kind == "swap_preview":
+            specs.append(
+                StepSpec("cancel_preview", f"Cancel the swap preview of {p['source']}", {"source": p["source"], **on})
+            )
+        elif step.kind == "swap":
+            where = f"{p['application_name']} " if p.get("application_name") else ""
+            specs.append(
+                swap_step(
+                    p["source"],
+                    p["target"],
+                    expect=p["previous_version"],
+                    before=p["expect_version"],
+                    title=f"Swap back: {where}{p['target']} returns to {p['previous_version'] or 'nothing'}",
+                    # Never less time to undo than the default: the swap it undoes may have timed out.
+                    timeout_seconds=max(p.get("timeout_seconds", 600.0), 600.0),
+                    # A swap that timed out may still be running at the provider: finish it first.
+                    **({"await_token": step.resume_token} if step.resume_token else {}),
+                    **on,
+                    **({"application_name": p["application_name"]} if "application_name" in p else {}),
+                )
+            )
+    return specs
+
+
+def clean_options(parameters: dict[str, Any], defaults: dict[str, Any], *, strategy: str) -> dict[str, Any]:
+    """The defaults overridden by `parameters`, each checked against its default's type.
+
+    DomainError names every bad option at once.
+    """
+    from releases.catalog.services import DomainError
+
+    if not isinstance(parameters, dict):
+        raise DomainError("Strategy options must be an object of name → value.")
+    unknown = sorted(set(parameters) - set(defaults))
+    problems = [f"{name}: unknown option for {strategy} (known: {', '.join(defaults)})" for name in unknown]
+    cleaned = dict(defaults)
+    for name, default in defaults.items():
+        if name not in parameters:
+            continue
+        value = parameters[name]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            if ok and isinstance(default, int) and not isinstance(value, int):
+                ok = float(value).is_integer()
+                value = int(value)
+        elif isinstance(default, list):
+            ok = isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            problems.append(f"{name}: {value!r} is not a valid value (like {default!r})")
+        else:
+            cleaned[name] = value
+    if problems:
+        raise DomainError("Invalid strategy options — " + "; ".join(problems) + ".")
+    return cleaned
