@@ -10,8 +10,8 @@ from __future__ import annotations
 from django.conf import settings
 from rq import cron
 
+from releases.approvals.jobs import expire_approval_requests, remind_approvers
 from releases.audit.chain import seal_audit_chain_job, verify_audit_chain_job
-from releases.catalog.jobs import expire_approval_requests, remind_approvers
 from strategies.experiments.jobs import ANALYSIS_SWEEP_SECONDS, analyse_experiments
 from strategies.flags.jobs import apply_due_flag_schedules
 from strategies.operations.engine import recover_operations_job

@@ -43,7 +43,7 @@ from portal.api.schemas import (
     release_ref,
 )
 from portal.core.roles import Role
-from releases.catalog import selectors
+from releases.audit import selectors as audit_selectors
 from releases.catalog.models import Release
 from strategies.operations import services as operations
 from strategies.operations.models import Operation as OperationRow
@@ -411,7 +411,7 @@ def operation_rollback(request: Any, payload: RollbackIn, operation_id: int = Op
 def audit_event_list(request: Any, filters: Query[AuditFilters]) -> dict[str, Any]:
     """The audit trail, newest first: who did what to which object, with the state before and after and
     where it came from (`origin.via`: web, api — with the token's prefix —, job)."""
-    queryset = selectors.audit_events(application=filters.application or "", action=filters.action or "")
+    queryset = audit_selectors.audit_events(application=filters.application or "", action=filters.action or "")
     if filters.object_type:
         queryset = queryset.filter(object_type=filters.object_type)
     if filters.object_id:

@@ -19,8 +19,8 @@ from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from pydantic import Field
 
+from portal.core.errors import DomainError
 from releases.approvals.common import ApprovalForbidden
-from releases.catalog.services import DomainError
 
 if TYPE_CHECKING:
     from ninja import NinjaAPI

@@ -12,12 +12,13 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from portal.api.problems import ApiProblem, field_error
+from portal.core.errors import DomainError
 from releases.approvals import workflow
 from releases.approvals.common import ApprovalForbidden
 from releases.approvals.gates import approval_blocker, latest_gate_results
 from releases.approvals.models import ApprovalRequest, GateResult
 from releases.catalog.models import Application, Environment, Release, ReleaseStatus, Stage
-from releases.catalog.services import DomainError, release_register
+from releases.catalog.services import release_register
 from strategies.operations import services as operations
 from strategies.operations.models import Operation
 from strategies.operations.registry import strategy_for

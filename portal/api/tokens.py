@@ -17,9 +17,9 @@ from django.db import IntegrityError, transaction
 from portal.api.auth import SCOPE_ROLES, TOKEN_MARK, token_hash
 from portal.api.models import ApiToken
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role, missing_role_message
 from releases.audit.services import audit_record
-from releases.catalog.services import DomainError
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from portal.api.forms import TokenCreateForm, TokenRevokeForm
 from portal.api.models import ApiToken
 from portal.api.problems import PROBLEM_TYPES, problem_response
 from portal.api.routing import API_ROOT, api
+from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role
-from releases.catalog.services import DomainError
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -8,8 +8,10 @@ Without the cookie, or with a zone Python does not know, pages use settings.TIME
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -39,3 +41,13 @@ class UserTimezoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+def utc_day_range(since: date | None, until: date | None) -> Q:
+    """`created_at` within the UTC days `since` to `until`, both included."""
+    condition = Q()
+    if since is not None:
+        condition &= Q(created_at__gte=datetime.combine(since, time.min, tzinfo=UTC))
+    if until is not None:
+        condition &= Q(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
+    return condition

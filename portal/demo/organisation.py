@@ -45,6 +45,7 @@ from releases.catalog.models import (
     Stage,
     StrategyKind,
 )
+from releases.intake import services as intake
 from strategies.operations.models import Operation, OperationStatus, OperationStep, Ring, StepStatus
 
 # --- people ----------------------------------------------------------------------------------------
@@ -773,7 +774,7 @@ class _Context:
 def _play_release(ctx: _Context, rp: ReleasePlan) -> None:
     app = ctx.application
     with ctx.acting(rp.registered_at, SERVICE_ACCOUNT) as ci:
-        release = services.release_register(
+        release = intake.release_register(
             application=app,
             version=rp.version,
             actor=ci,

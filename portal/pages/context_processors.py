@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from portal.core.roles import Role, has_role
+from portal.pages import selectors
 
 
 def approvals_waiting(request: HttpRequest) -> dict[str, Any]:
@@ -15,6 +16,4 @@ def approvals_waiting(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not has_role(user, Role.APPROVER):
         return {"approvals_waiting": 0}
-    from releases.catalog import selectors
-
     return {"approvals_waiting": SimpleLazyObject(lambda: selectors.inbox_count(user))}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from portal.core.errors import DomainError
 from releases.approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequestStatus
 from releases.catalog.models import Environment
-from releases.catalog.services import DomainError
 
 R = ApprovalRequestStatus
 Verdict = ApprovalDecision.Verdict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role, missing_role_message
 from releases.approvals import freeze
 from releases.approvals.common import ApprovalForbidden, R, Verdict, policy_of
@@ -17,8 +19,6 @@ from releases.approvals.models import ApprovalRequest, FreezeOverride, GateResul
 from releases.approvals.workflow import source_slot
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment, Release
-from releases.catalog.services import DomainError
-from strategies.operations.models import OPERATION_ACTIVE, Operation
 
 # --- freeze windows and the break-glass override ---------------------------------------------------
 
@@ -114,16 +114,16 @@ def _freeze_gate(release: Release, environment: Environment, at: datetime) -> Ga
     return GateCheck(gate, False, f"{frozen}."[:500])
 
 
-def _operation_gate(release: Release) -> GateCheck:
-    gate = GateResult.Gate.NO_OPERATION
-    running = (
-        Operation.objects.filter(application_id=release.application_id, status__in=OPERATION_ACTIVE)
-        .select_related("release")
-        .first()
-    )
-    if running is None:
-        return GateCheck(gate, True, f"No operation runs on {release.application.name}.")
-    return GateCheck(gate, False, f"{running} is in progress; wait for it to finish.")
+# Gates other concepts contribute: a check of the release about to be promoted. The operations app adds
+# "no other operation runs" from its ready(); the approvals layer knows nothing of operations.
+ContributedGate = Callable[[Release], GateCheck]
+_contributed_gates: list[ContributedGate] = []
+
+
+def gate_contribute(check: ContributedGate) -> None:
+    """Evaluate `check` with every gate evaluation from now on, after the freeze gate (once per function)."""
+    if check not in _contributed_gates:
+        _contributed_gates.append(check)
 
 
 def gates_evaluate(
@@ -135,7 +135,7 @@ def gates_evaluate(
     checks = []
     if policy is None or policy.require_healthy_slot:
         checks.append(_slot_health_gate(release, environment))
-    checks += [_freeze_gate(release, environment, at), _operation_gate(release)]
+    checks += [_freeze_gate(release, environment, at), *(check(release) for check in _contributed_gates)]
     evaluated_at = clock.now()
     with transaction.atomic():
         return GateResult.objects.bulk_create(

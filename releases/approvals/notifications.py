@@ -246,12 +246,14 @@ def queue(request: ApprovalRequest, kind: str, *, people: list[Any]) -> list[Not
     return made
 
 
-def enqueue(delivery: NotificationDelivery) -> None:
-    from releases.catalog.jobs import deliver_notification
+# The job by name: RQ records it so anyway, and the job module imports this one (it sends what is queued here).
+DELIVER_JOB = "releases.approvals.jobs.deliver_notification"
 
+
+def enqueue(delivery: NotificationDelivery) -> None:
     intervals = list(settings.NOTIFICATION_RETRY_INTERVALS)
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None
-    django_rq.get_queue("notifications").enqueue(deliver_notification, delivery.pk, retry=retry)
+    django_rq.get_queue("notifications").enqueue(DELIVER_JOB, delivery.pk, retry=retry)
 
 
 # --- sending ----------------------------------------------------------------------------------------

@@ -12,13 +12,13 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role, missing_role_message
 from releases.approvals import freeze
 from releases.approvals.common import ApprovalForbidden, R, policy_of
 from releases.approvals.models import ApprovalPolicy, ApprovalRequest, FreezeWindow
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import Environment
-from releases.catalog.services import DomainError
 
 APPROVE_PERMISSION = Q(
     permissions__codename="approve_release", permissions__content_type__app_label="releases"

@@ -7,7 +7,6 @@ from zoneinfo import available_timezones
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,6 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.htmx import partial_requested
 from portal.core.roles import Role, has_role, role_required
 from releases.approvals import freeze, workflow
@@ -33,9 +33,9 @@ from releases.approvals.gates import active_override, freeze_override, freeze_st
 from releases.approvals.models import ApprovalRequest, ApprovalRequestStatus
 from releases.approvals.policies import approvers_for, eligible_approvers, ineligibility, policy_problems, policy_update
 from releases.approvals.workflow import approval_request_open, source_slot
+from releases.audit import selectors as audit_selectors
 from releases.catalog import selectors
 from releases.catalog.models import Environment, Provider, Release, Slot
-from releases.catalog.services import DomainError
 
 
 def _approval_or_404(request_id: int) -> ApprovalRequest:
@@ -95,19 +95,10 @@ def _approval_context(request: HttpRequest, approval: ApprovalRequest, **forms: 
         "override": active_override(release, environment, now),
         "overrides": release.freeze_overrides.filter(environment=environment).select_related("created_by"),
         "deliveries": approval.deliveries.all(),
-        "events": selectors.audit_trail_of(approval),
+        "events": audit_selectors.audit_trail_of(approval),
         "decision_form": forms.get("decision_form") or DecisionForm(),
         "override_form": forms.get("override_form") or OverrideForm(),
     }
-
-
-@require_GET
-@role_required(Role.APPROVER)
-def approval_inbox(request: HttpRequest) -> HttpResponse:
-    from strategies.flags import changes as flag_changes
-
-    page = Paginator(selectors.inbox_for(request.user), 50).get_page(request.GET.get("page"))
-    return render(request, "approvals/inbox.html", {"page": page, "flag_changes": flag_changes.inbox_for(request.user)})
 
 
 @require_GET

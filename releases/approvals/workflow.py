@@ -9,7 +9,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal.core import clock
+from portal.core import clock, events
+from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role
 from releases.approvals import freeze, notifications
 from releases.approvals.common import ApprovalForbidden, R, Verdict, needs_approval, policy_of
@@ -18,8 +19,6 @@ from releases.approvals.policies import approvers_for, ineligibility
 from releases.audit.services import audit_record, snapshot
 from releases.catalog import services
 from releases.catalog.models import Environment, Release, ReleaseStatus, Slot, Stage
-from releases.catalog.services import DomainError
-from releases.webhooks.services import webhook_emit
 
 REQUEST_AUDIT_FIELDS = ["status", "approvals_required", "expires_at", "settled_at", "waited"]
 
@@ -110,7 +109,7 @@ def approval_request_open(
             after=snapshot(request, REQUEST_AUDIT_FIELDS),
             reason=reason or f"{needed} needed before {environment.name}",
         )
-        webhook_emit("approval.requested", request, release.application)
+        events.publish("approval.requested", request, release.application)
         _notify(request, notifications.Kind.OPENED)
     release.refresh_from_db()
     return request
@@ -253,7 +252,7 @@ def _settle(request: ApprovalRequest, status: str, *, actor: Any, now: datetime,
     if status == R.APPROVED:
         _record_auto_promote(request, now=now)
     if status in (R.APPROVED, R.REJECTED):
-        webhook_emit("approval.decided", request, application)
+        events.publish("approval.decided", request, application)
     _notify(request, notifications.Kind.SETTLED)
 
 

@@ -10,16 +10,19 @@ import contextlib
 import contextvars
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.http import HttpRequest, HttpResponse
+from rq import get_current_job
 
 from portal.core import clock
 from portal.core.redaction import redact_data, redact_text
 from releases.audit.models import AuditEvent
-from releases.catalog.models import Application
+
+if TYPE_CHECKING:
+    from releases.catalog.models import Application  # annotation only: the audit trail sits below the catalogue
 
 _origin: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("slipway_audit_origin", default=None)
 _encoder = DjangoJSONEncoder()
@@ -56,6 +59,12 @@ class AuditContextMiddleware:
             response = self.get_response(request)
         response.headers.setdefault("X-Request-ID", request_id[:64])
         return response
+
+
+def job_origin() -> dict[str, str]:
+    """The origin of events a background job writes: `with origin(**job_origin()):`."""
+    job = get_current_job()
+    return {"via": "job", "job_id": job.id if job else ""}
 
 
 def snapshot(obj: models.Model, fields: list[str]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from portal.core.charts import nice_number
+
 WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 14, 34
 MAX_X_LABELS = 9
@@ -72,7 +74,7 @@ class Axis:
         else:
             scale, steps = 1.0, (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000)
         units = max(top / scale, 10 if self.unit == "percent" else 1e-9)
-        step = next((s for s in steps if units / s <= 5), _nice(units / 5))
+        step = next((s for s in steps if units / s <= 5), nice_number(units / 5))
         count = max(math.ceil(units / step - 1e-9), 1)
         high = count * step * scale
         if self.unit == "percent":
@@ -93,15 +95,6 @@ def _duration_steps(seconds: float) -> tuple[float, tuple[float, ...]]:
     if seconds >= 2 * 60:
         return 60.0, (1, 2, 5, 10, 15, 20, 30, 60)
     return 1.0, (1, 2, 5, 10, 15, 20, 30, 60)
-
-
-def _nice(value: float) -> float:
-    """The smallest of 1, 2, 5 and 10 times a power of ten that is at least `value`."""
-    exponent = math.floor(math.log10(value)) if value > 0 else 0
-    for step in (1, 2, 5, 10):
-        if step * 10**exponent >= value - 1e-9:
-            return float(step * 10**exponent)
-    return float(10 ** (exponent + 1))
 
 
 @dataclass(frozen=True)

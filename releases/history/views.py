@@ -17,10 +17,12 @@ from django.views.decorators.vary import vary_on_headers
 from portal.core import clock
 from portal.core.htmx import partial_requested
 from portal.core.roles import Role, role_required
+from releases.audit import selectors as audit_selectors
 from releases.audit.chain import chain_status
 from releases.catalog import selectors
 from releases.catalog.models import Application
 from releases.history import export
+from releases.history import selectors as history_selectors
 from releases.history.forms import AuditFilterForm, HistoryFilterForm
 from releases.history.keyset import Cursor, InvalidCursor, KeysetPage, keyset_page
 
@@ -80,7 +82,7 @@ def release_list(request: HttpRequest) -> HttpResponse:
     cursor, bad_cursor = _cursor(request)
     context: dict[str, Any] = {"form": form, "bad_cursor": bad_cursor, "page": None}
     if form.is_valid():
-        page = keyset_page(selectors.release_history(**form.selector_kwargs()), cursor)
+        page = keyset_page(history_selectors.release_history(**form.selector_kwargs()), cursor)
         context.update(page=page, filtered=any(form.cleaned_data.values()), **_page_links(request, page))
     return _render_list(request, "releases/release_list.html", context, invalid=not form.is_valid())
 
@@ -145,7 +147,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     if not partial_requested(request):
         context["integrity"] = chain_status()  # the chain head row only: never walks the chain
     if form.is_valid():
-        page = keyset_page(selectors.audit_events(**form.selector_kwargs()), cursor)
+        page = keyset_page(audit_selectors.audit_events(**form.selector_kwargs()), cursor)
         context.update(
             page=page,
             filtered=any(form.cleaned_data.values()),
@@ -161,7 +163,7 @@ def _export(request: HttpRequest, kind: str) -> HttpResponse:
     if not form.is_valid():
         problems = "; ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
         return HttpResponse(f"The filters are not valid: {problems}\n", status=400, content_type="text/plain")
-    events = selectors.audit_events(**form.selector_kwargs()).order_by("-created_at", "-id")
+    events = audit_selectors.audit_events(**form.selector_kwargs()).order_by("-created_at", "-id")
     rows = events.iterator(chunk_size=export.CHUNK_SIZE)
     if kind == "csv":
         response = StreamingHttpResponse(export.csv_lines(rows), content_type="text/csv; charset=utf-8")

@@ -72,7 +72,7 @@ def events_problem(events: list[str]) -> str:
 
 
 def _check(url: str, events: list[str]) -> list[str]:
-    from releases.catalog.services import DomainError  # releases.catalog.services imports this module (webhook_emit)
+    from portal.core.errors import DomainError
 
     if problem := url_problem(url) or events_problem(events):
         raise DomainError(problem)

@@ -10,9 +10,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from portal.core.errors import DomainError
 from portal.core.roles import Role, role_required
 from releases.catalog.models import Application
-from releases.catalog.services import DomainError
 from releases.webhooks import services
 from releases.webhooks.events import EVENT_TYPES
 from releases.webhooks.forms import SubscriptionForm

@@ -13,7 +13,7 @@ from typing import Any
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from releases.history.charts import _nice
+from portal.core.charts import nice_number
 
 WIDTH = 720
 LEFT, RIGHT, TOP, BOTTOM = 150, 24, 16, 34
@@ -32,7 +32,7 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 def _scale(values: Sequence[float]) -> float:
     top = max([abs(v) for v in values] + [1e-9])
-    return _nice(top * 1.1)
+    return nice_number(top * 1.1)
 
 
 def intervals(*, chart_id: str, title: str, rows: Sequence[dict[str, Any]]) -> SafeString:

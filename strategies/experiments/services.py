@@ -22,9 +22,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role, require_role
 from releases.audit.services import audit_record
-from releases.catalog.services import DomainError
 from strategies.experiments.models import ACTIVE_STATUSES, Experiment
 from strategies.flags import changes
 from strategies.flags import services as flag_services

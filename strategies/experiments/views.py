@@ -14,10 +14,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from portal.core.errors import DomainError
 from portal.core.htmx import partial_requested
 from portal.core.roles import Role, has_role, role_required
 from releases.catalog.models import Application
-from releases.catalog.services import DomainError
 from strategies.experiments import analysis, selectors, services, stats
 from strategies.experiments.forms import ExperimentForm, PowerForm, ShipForm
 from strategies.experiments.models import Experiment

@@ -24,12 +24,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role, missing_role_message, require_role
 from releases.approvals.common import policy_of
 from releases.approvals.policies import eligible_approvers
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment
-from releases.catalog.services import DomainError
 from strategies.flags import services
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import DarkLaunch, Flag, FlagApprovalSetting, FlagChangeRequest

@@ -11,9 +11,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
+from portal.core.errors import DomainError
 from portal.core.roles import Role, role_required
 from releases.catalog.models import Environment, Release
-from releases.catalog.services import DomainError
 from strategies.flags import changes, release_links, schedules
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import FlagChangeRequest, FlagSchedule, ReleaseFlag

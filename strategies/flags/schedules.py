@@ -18,8 +18,8 @@ from typing import Any
 from django.db import transaction
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from releases.audit.services import audit_record
-from releases.catalog.services import DomainError
 from strategies.flags import services
 from strategies.flags.changes import approval_required
 from strategies.flags.definitions import DefinitionError

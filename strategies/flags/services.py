@@ -21,10 +21,10 @@ from django.db import transaction
 from django.db.models import Q
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role, require_role
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment
-from releases.catalog.services import DomainError
 from strategies.flags import freshness
 from strategies.flags.definitions import (
     DefinitionError,

@@ -17,10 +17,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from portal.core.errors import DomainError
 from portal.core.htmx import partial_requested
 from portal.core.roles import Role, require_role, role_required
 from releases.catalog.models import Application
-from releases.catalog.services import DomainError
 from strategies.flags import changes, selectors, services
 from strategies.flags.definitions import DefinitionError, describe_condition, format_split, pretty
 from strategies.flags.forms import (

@@ -5,3 +5,9 @@ class OperationsConfig(AppConfig):
     name = "strategies.operations"
     label = "operations"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from releases.approvals.gates import gate_contribute
+        from strategies.operations.gates import operation_gate
+
+        gate_contribute(operation_gate)  # promotions wait for the application's running operation

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from releases.catalog.services import DomainError
+from portal.core.errors import DomainError
 from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, clean_options, promotion_swap_step
 
 LABEL = "Canary"

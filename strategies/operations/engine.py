@@ -40,11 +40,10 @@ from rq import get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from portal.core import clock
+from portal.core import clock, events
 from releases.audit.services import audit_record, origin, snapshot
 from releases.catalog.models import Release, ReleaseStatus
 from releases.catalog.providers import ProviderError, provider_for
-from releases.webhooks.services import webhook_emit
 from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
 from strategies.operations.plan import compensation_for
 from strategies.operations.steps import (
@@ -158,7 +157,7 @@ def _claim(operation_id: int, runner: str) -> bool:
                 before=before,
                 after=snapshot(operation, OPERATION_AUDIT_FIELDS),
             )
-            webhook_emit("operation.started", operation, operation.application)
+            events.publish("operation.started", operation, operation.application)
     return True
 
 
@@ -242,7 +241,7 @@ def _run_step(operation: Operation, step: OperationStep, runner: str) -> Done | 
         OperationStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
             status=StepStatus.SUCCEEDED, finished_at=clock.now(), progress=100, detail={**step.detail, **outcome.detail}
         )
-        webhook_emit("operation.step_finished", step, operation.application)
+        events.publish("operation.step_finished", step, operation.application)
         if step.kind in CHANGES_SLOTS:
             _observe_slots(application)
     elif isinstance(outcome, Wait | Pause):
@@ -370,7 +369,7 @@ def _close(operation: Operation) -> None:
             after=snapshot(current, OPERATION_AUDIT_FIELDS),
             reason=current.error,
         )
-        webhook_emit(f"operation.{target}", current, current.application)
+        events.publish(f"operation.{target}", current, current.application)
 
 
 def _fail(operation: Operation, error: str) -> None:
@@ -397,7 +396,7 @@ def _fail(operation: Operation, error: str) -> None:
             after=snapshot(current, OPERATION_AUDIT_FIELDS),
             reason=error,
         )
-        webhook_emit("operation.failed", current, current.application)
+        events.publish("operation.failed", current, current.application)
 
 
 def _pause_for_a_person(operation: Operation, why: str) -> None:

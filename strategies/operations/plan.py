@@ -113,7 +113,7 @@ def clean_options(parameters: dict[str, Any], defaults: dict[str, Any], *, strat
 
     DomainError names every bad option at once.
     """
-    from releases.catalog.services import DomainError
+    from portal.core.errors import DomainError
 
     if not isinstance(parameters, dict):
         raise DomainError("Strategy options must be an object of name → value.")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from portal.core.errors import DomainError
 from releases.catalog.models import StrategyKind
-from releases.catalog.services import DomainError
 from strategies.operations import blue_green, canary, rings
 
 STRATEGIES: dict[str, ModuleType] = {

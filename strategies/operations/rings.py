@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from portal.core.errors import DomainError
 from releases.catalog.models import Application, Stage
 from releases.catalog.providers import ProviderError, provider_for
-from releases.catalog.services import DomainError
 from strategies.operations.canary import ANALYSIS_KEYS
 from strategies.operations.canary import DEFAULTS as CANARY_DEFAULTS
 from strategies.operations.models import Ring

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role, missing_role_message
 from releases.approvals.common import ApprovalForbidden
 from releases.approvals.gates import promotion_blockers
@@ -18,7 +19,7 @@ from releases.approvals.workflow import source_slot
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import Application, Environment, Release, ReleaseStatus, Stage, StrategyKind
 from releases.catalog.providers import ProviderError, provider_for
-from releases.catalog.services import DomainError, release_start_rollout
+from releases.catalog.services import release_start_rollout
 from strategies.operations import engine
 from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep, Ring, StepStatus
 from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, compensation_for, swap_step

@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from portal.core import clock
+from portal.core import clock, events
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import Application, Release, ReleaseStatus
 from releases.catalog.providers import (
@@ -31,7 +31,6 @@ from releases.catalog.providers import (
     call_with_retry,
     provider_for,
 )
-from releases.webhooks.services import webhook_emit
 from strategies.operations.analysis import FAIL, PASS, AnalysisConfig, analyse
 from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
 
@@ -352,7 +351,7 @@ def _succeed_operation(operation: Operation, now: datetime) -> None:
         before=before,
         after=snapshot(operation, OPERATION_AUDIT_FIELDS),
     )
-    webhook_emit("operation.succeeded", operation, operation.application)
+    events.publish("operation.succeeded", operation, operation.application)
 
 
 def go_live(ctx: StepContext) -> Outcome:

@@ -13,13 +13,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseStopPolling
 
-from portal.core.htmx import partial_requested
+from portal.core.errors import DomainError
+from portal.core.htmx import partial_requested, stop_polling
 from portal.core.roles import Role, require_role, role_required
 from releases.approvals.common import ApprovalForbidden
 from releases.catalog.models import Application, Release
-from releases.catalog.services import DomainError
 from strategies.operations import services
 from strategies.operations.forms import PromoteForm, RingForm, RollbackForm
 from strategies.operations.models import Operation, Ring
@@ -82,7 +81,7 @@ def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         response = render(request, "operations/detail.html#steps", context)
         if context["ring_step"] is not None and request.GET.get("seen") != operation.status:
             response["HX-Refresh"] = "true"  # the ring's approval form lives outside the polled part
-        return response if operation.is_active else _stop_polling(response)
+        return response if operation.is_active else stop_polling(response)
     return _detail_page(request, operation)
 
 
@@ -118,13 +117,6 @@ def _detail_page(request: HttpRequest, operation: Operation, *, status: int = 20
     if context["ring_step"] is not None:
         context["ring_problem"] = services.ring_approval_ineligibility(request.user, operation)
     return render(request, "operations/detail.html", context, status=status)
-
-
-def _stop_polling(response: HttpResponse) -> HttpResponse:
-    """HTTP 286 with the same content: htmx swaps it in and stops polling."""
-    stop = HttpResponseStopPolling(response.content)
-    stop["Content-Type"] = response["Content-Type"]
-    return stop
 
 
 def _act(request: HttpRequest, pk: int, service: Any, done: str) -> HttpResponse:

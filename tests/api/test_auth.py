@@ -83,7 +83,7 @@ def test_a_token_loses_what_its_owner_loses(call: Call, release_manager: User, c
 
 
 def test_the_service_refuses_a_scope_the_owners_role_cannot_use(viewer: User) -> None:
-    from releases.catalog.services import DomainError
+    from portal.core.errors import DomainError
 
     with pytest.raises(DomainError, match="operations:write scope needs the release manager role"):
         issue(viewer, ["operations:write"])

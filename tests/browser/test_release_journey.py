@@ -14,6 +14,7 @@ from portal.core.roles import Role
 from releases.approvals.models import ApprovalRequestStatus
 from releases.catalog import services
 from releases.catalog.models import Application, Release, ReleaseStatus, Stage
+from releases.intake import services as intake
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, ReleaseFactory, UserFactory, add_simulated_site
 from tests.strategies.conftest import VERSIONS, with_load
 
@@ -47,7 +48,7 @@ def test_approve_promote_by_canary_watch_the_dashboard_roll_back_and_read_the_au
     ann = UserFactory(username="ann", first_name="Ann", roles=[Role.APPROVER])
     bob = UserFactory(username="bob", first_name="Bob", roles=[Role.APPROVER])
     rita = UserFactory(username="rita", roles=[Role.RELEASE_MANAGER, Role.VIEWER])
-    release = services.release_register(
+    release = intake.release_register(
         application=checkout,
         version="1.1.0",
         actor=rita,

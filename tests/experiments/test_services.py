@@ -10,9 +10,9 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
+from portal.core.errors import DomainError
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Environment
-from releases.catalog.services import DomainError
 from strategies.experiments import services, stats
 from strategies.experiments.models import Experiment
 from strategies.flags import changes

@@ -19,8 +19,8 @@ from django.contrib.auth.models import User
 from pytest_django.fixtures import Settings
 from rq import Queue
 
+from portal.core.errors import DomainError
 from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot, SimulatorSwap, SwapPhase
-from releases.catalog.services import DomainError
 from strategies.operations import services
 from strategies.operations.models import Operation, OperationStatus, StepStatus
 from tests.azure.conftest import azure_emulator, emulator  # noqa: F401 - the session's ARM emulator

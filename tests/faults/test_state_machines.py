@@ -41,13 +41,15 @@ from hypothesis.stateful import (
 from rq import Queue
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role
 from releases.approvals.models import ApprovalDecision, ApprovalRequest, ApprovalRequestStatus
 from releases.approvals.workflow import approval_decide, approval_expire_due, approval_request_open
 from releases.audit.models import AuditEvent
 from releases.catalog import services as release_services
 from releases.catalog.models import Release, ReleaseStatus, SimulatorSlot
-from releases.catalog.services import TRANSITIONS, DomainError
+from releases.catalog.services import TRANSITIONS
+from releases.intake import services as intake
 from strategies.operations import services as operation_services
 from strategies.operations.engine import run_operation
 from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep
@@ -284,7 +286,7 @@ class ReleaseLifecycle(Checked):
             expiry_hours=48,
             approver_users=[self.people[n] for n in NAMED],
         )
-        first = release_services.release_register(
+        first = intake.release_register(
             application=self.application, version="0.9.0", actor=self.people["manager_approver"]
         )
         return approval_request_open(release=first, actor=self.people["manager_approver"], environment=self.production)
@@ -300,9 +302,7 @@ class ReleaseLifecycle(Checked):
         box: list[Release] = []
 
         def call() -> None:
-            box.append(
-                release_services.release_register(application=self.application, version=version, actor=self.people[who])
-            )
+            box.append(intake.release_register(application=self.application, version=version, actor=self.people[who]))
 
         if not self.act("register", call, expect_ok=not duplicate):
             return multiple()
@@ -453,7 +453,7 @@ class Operations(Checked):
         version = f"1.{self.minor}.0"
         self.minor += 1
         staging = self.application.slots.get(name="staging")
-        release = release_services.release_register(
+        release = intake.release_register(
             application=self.application, version=version, actor=self.manager, deployed_slot=staging
         )
         release_services.release_request_approval(release=release, actor=self.manager)

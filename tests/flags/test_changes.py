@@ -10,10 +10,10 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.test import Client
 
+from portal.core.errors import DomainError
 from portal.core.roles import Role
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Environment
-from releases.catalog.services import DomainError
 from strategies.flags import changes, schedules, services
 from strategies.flags.models import FlagChangeRequest
 from tests.factories import ApprovalPolicyFactory, UserFactory

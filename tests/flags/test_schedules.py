@@ -11,9 +11,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Environment
-from releases.catalog.services import DomainError
 from strategies.flags import schedules
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.jobs import apply_due_flag_schedules

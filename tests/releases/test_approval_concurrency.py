@@ -14,13 +14,13 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection, connections
 
+from portal.core.errors import DomainError
 from portal.core.roles import Role
 from releases.approvals.models import ApprovalRequest, ApprovalRequestStatus
 from releases.approvals.workflow import approval_decide
 from releases.audit.models import AuditEvent
-from releases.catalog import services
 from releases.catalog.models import ReleaseStatus, Stage
-from releases.catalog.services import DomainError
+from releases.intake import services as intake
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, UserFactory
 
 pytestmark = [
@@ -70,7 +70,7 @@ def open_request(version: str, approvals_required: int) -> ApprovalRequest:
         approver_groups=[Group.objects.get(name=Role.APPROVER.value)],
     )
     manager = UserFactory(roles=[Role.RELEASE_MANAGER])
-    release = services.release_register(
+    release = intake.release_register(
         application=application, version=version, actor=manager, deployed_slot=application.slots.get(name="staging")
     )
     return ApprovalRequest.objects.get(release=release)

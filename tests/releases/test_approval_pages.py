@@ -18,8 +18,8 @@ from releases.approvals.gates import promotion_blockers
 from releases.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, FreezeWindow
 from releases.approvals.workflow import approval_decide
 from releases.audit.models import AuditEvent
-from releases.catalog import services
 from releases.catalog.models import Application, Release, ReleaseStatus, Stage
+from releases.intake import services as intake
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, ReleaseFactory, UserFactory, add_simulated_site
 
 pytestmark = pytest.mark.django_db
@@ -95,7 +95,7 @@ def post_form(client: Client, page: str, action: str, data: dict[str, str]) -> o
 
 
 def pending_request(application: Application, rita: User, version: str = "2.0.0") -> ApprovalRequest:
-    release = services.release_register(
+    release = intake.release_register(
         application=application,
         version=version,
         actor=rita,

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role
 from releases.approvals.common import ApprovalForbidden
 from releases.approvals.gates import freeze_override, gates_evaluate, promotion_blockers
@@ -22,9 +23,8 @@ from releases.approvals.models import (
 from releases.approvals.policies import PolicyProblems, approvers_for, policy_problems, policy_update
 from releases.approvals.workflow import approval_decide, approval_expire_due, approval_request_open
 from releases.audit.models import AuditEvent
-from releases.catalog import services
 from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot, Stage
-from releases.catalog.services import DomainError
+from releases.intake import services as intake
 from strategies.operations.models import OperationStatus
 from tests.factories import (
     ApplicationFactory,
@@ -80,7 +80,7 @@ def people() -> dict[str, User]:
 
 
 def register(application: Application, actor: User, version: str = "2.0.0", slot: str = "staging") -> Release:
-    return services.release_register(
+    return intake.release_register(
         application=application,
         version=version,
         actor=actor,

@@ -17,6 +17,7 @@ from releases.audit.models import AuditEvent
 from releases.audit.services import audit_record, origin
 from releases.catalog import services
 from releases.catalog.models import ReleaseStatus
+from releases.intake import services as intake
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, ApprovalRequestFactory, ReleaseFactory
 
 
@@ -43,7 +44,7 @@ def test_a_rolled_back_registration_leaves_neither_release_nor_audit_event(relea
     application = ApplicationFactory()
 
     with pytest.raises(Abandoned), transaction.atomic():
-        services.release_register(application=application, version="4.0.0", actor=release_manager)
+        intake.release_register(application=application, version="4.0.0", actor=release_manager)
         raise Abandoned
 
     assert application.releases.count() == 0

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from portal.core import clock
+from releases.audit import selectors as audit_selectors
 from releases.audit.models import AuditEvent
 from releases.audit.services import audit_type
 from releases.catalog.models import Application, Release, ReleaseStatus
@@ -318,11 +319,10 @@ def test_on_postgresql_search_understands_word_forms_phrases_and_exclusions(sign
 @on_postgres
 @pytest.mark.django_db
 def test_on_postgresql_the_search_can_use_the_gin_index() -> None:
-    from releases.catalog import selectors
 
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
-        plan = selectors.audit_events(text="timeout").order_by("-created_at", "-id").explain()
+        plan = audit_selectors.audit_events(text="timeout").order_by("-created_at", "-id").explain()
 
     assert "audit_search_idx" in plan
 

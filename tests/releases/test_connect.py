@@ -9,10 +9,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from portal.core.errors import DomainError
 from releases.audit.models import AuditEvent
 from releases.catalog import services
 from releases.catalog.models import Application, Environment, Provider, SimulatorSlot, Slot, Stage
-from releases.catalog.services import DomainError
 from tests.factories import ApplicationFactory
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,11 @@ import pytest
 from django.contrib.auth.models import User
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from releases.audit.models import AuditEvent
 from releases.catalog import services
 from releases.catalog.models import Release, ReleaseStatus
-from releases.catalog.services import DomainError
+from releases.intake import services as intake
 from tests.factories import ApplicationFactory, ReleaseFactory
 
 pytestmark = pytest.mark.django_db
@@ -193,7 +194,7 @@ def test_registering_a_release_records_who_and_what(release_manager: User) -> No
     staging = application.slots.get(name="staging")
 
     with clock.frozen(MOMENT):
-        release = services.release_register(
+        release = intake.release_register(
             application=application,
             version="  3.2.1 ",
             actor=release_manager,
@@ -224,7 +225,7 @@ def test_registering_a_release_records_who_and_what(release_manager: User) -> No
 
 
 def test_a_pipeline_registration_without_a_person_is_recorded_as_the_system() -> None:
-    release = services.release_register(application=ApplicationFactory(), version="1.0.0", actor=None)
+    release = intake.release_register(application=ApplicationFactory(), version="1.0.0", actor=None)
 
     assert release.created_by is None
     event = AuditEvent.objects.get()
@@ -235,7 +236,7 @@ def test_it_refuses_a_version_already_registered_for_the_application(release_man
     existing = ReleaseFactory(version="2.0.0")
 
     with pytest.raises(DomainError) as refused:
-        services.release_register(application=existing.application, version="2.0.0 ", actor=release_manager)
+        intake.release_register(application=existing.application, version="2.0.0 ", actor=release_manager)
 
     assert str(refused.value) == f"{existing.application.name} already has a release 2.0.0."
     assert Release.objects.count() == 1
@@ -245,7 +246,7 @@ def test_it_refuses_a_version_already_registered_for_the_application(release_man
 def test_the_same_version_may_be_registered_for_another_application(release_manager: User) -> None:
     existing = ReleaseFactory(version="2.0.0")
 
-    release = services.release_register(application=ApplicationFactory(), version="2.0.0", actor=release_manager)
+    release = intake.release_register(application=ApplicationFactory(), version="2.0.0", actor=release_manager)
 
     assert release.application != existing.application
     assert Release.objects.filter(version="2.0.0").count() == 2
@@ -254,7 +255,7 @@ def test_the_same_version_may_be_registered_for_another_application(release_mana
 @pytest.mark.parametrize("version", ["", "   "])
 def test_it_refuses_a_release_without_a_version(version: str, release_manager: User) -> None:
     with pytest.raises(DomainError, match="A release needs a version"):
-        services.release_register(application=ApplicationFactory(), version=version, actor=release_manager)
+        intake.release_register(application=ApplicationFactory(), version=version, actor=release_manager)
 
     assert Release.objects.count() == 0
 
@@ -265,7 +266,7 @@ def test_it_refuses_a_slot_of_another_application(release_manager: User) -> None
     foreign_slot = other.slots.get(name="staging")
 
     with pytest.raises(DomainError) as refused:
-        services.release_register(
+        intake.release_register(
             application=application, version="1.0.0", actor=release_manager, deployed_slot=foreign_slot
         )
 

@@ -27,12 +27,12 @@ from rq.job import JobStatus
 from portal.core import clock
 from portal.core.roles import Role
 from releases.approvals import notifications
+from releases.approvals.jobs import expire_approval_requests, remind_approvers
 from releases.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, NotificationDelivery
 from releases.approvals.workflow import approval_decide
 from releases.audit.models import AuditEvent
-from releases.catalog import services
-from releases.catalog.jobs import expire_approval_requests, remind_approvers
 from releases.catalog.models import Application, Release, Stage
+from releases.intake import services as intake
 from strategies.experiments.jobs import ANALYSIS_SWEEP_SECONDS
 from tests.factories import ApplicationFactory, ApprovalPolicyFactory, UserFactory, add_simulated_site
 
@@ -118,7 +118,7 @@ def work(queue: Queue) -> None:
 
 
 def register(application: Application, actor: User, version: str = "2.0.0") -> Release:
-    return services.release_register(
+    return intake.release_register(
         application=application,
         version=version,
         actor=actor,
@@ -322,8 +322,8 @@ def test_the_periodic_jobs_are_registered_with_the_cron_scheduler() -> None:
 
     jobs = {job.func_name: (job.queue_name, job.interval) for job in scheduler.get_jobs()}
     assert jobs == {
-        "releases.catalog.jobs.expire_approval_requests": ("default", settings.APPROVAL_EXPIRY_SWEEP_SECONDS),
-        "releases.catalog.jobs.remind_approvers": ("notifications", settings.APPROVAL_REMINDER_SWEEP_SECONDS),
+        "releases.approvals.jobs.expire_approval_requests": ("default", settings.APPROVAL_EXPIRY_SWEEP_SECONDS),
+        "releases.approvals.jobs.remind_approvers": ("notifications", settings.APPROVAL_REMINDER_SWEEP_SECONDS),
         "strategies.operations.engine.recover_operations_job": (
             "operations",
             settings.OPERATION_RECOVERY_SWEEP_SECONDS,

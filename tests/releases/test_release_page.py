@@ -12,8 +12,8 @@ from django.urls import reverse
 from portal.core.roles import Role
 from releases.approvals.models import ApprovalRequestStatus
 from releases.approvals.workflow import approval_decide
-from releases.catalog import services
 from releases.catalog.models import Application, ReleaseStatus, Stage
+from releases.intake import services as intake
 from strategies.operations.models import OperationStatus, StepStatus
 from tests.factories import (
     ApplicationFactory,
@@ -51,7 +51,7 @@ def people() -> dict[str, User]:
 
 
 def registered(checkout: Application, rita: User) -> object:
-    return services.release_register(
+    return intake.release_register(
         application=checkout, version="2.0.0", actor=rita, deployed_slot=checkout.slots.get(name="staging")
     )
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from releases.audit.models import AuditEvent
-from releases.catalog import services
 from releases.catalog.models import Application, SimulatorSlot, Slot
 from releases.catalog.providers.simulator import SimulatorProvider
+from releases.intake import services as intake
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def test_registering_a_build_on_staging_puts_it_on_the_simulated_staging_slot(checkout: Application) -> None:
     staging = Slot.objects.get(application=checkout, name="staging")
 
-    release = services.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=staging)
+    release = intake.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=staging)
 
     assert SimulatorSlot.objects.get(application=checkout, slot_name="staging").version == "1.3.0"
     states = {s.name: s.version for s in SimulatorProvider().slot_states(checkout)}
@@ -30,18 +31,18 @@ def test_registering_a_build_on_staging_puts_it_on_the_simulated_staging_slot(ch
 
 def test_a_duplicate_version_deploys_nothing(checkout: Application) -> None:
     staging = Slot.objects.get(application=checkout, name="staging")
-    services.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=staging)
+    intake.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=staging)
     test_slot = Slot.objects.get(application=checkout, name="test")
 
-    with pytest.raises(services.DomainError, match=r"already has a release 1\.3\.0"):
-        services.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=test_slot)
+    with pytest.raises(DomainError, match=r"already has a release 1\.3\.0"):
+        intake.release_register(application=checkout, version="1.3.0", actor=None, deployed_slot=test_slot)
 
     assert SimulatorSlot.objects.get(application=checkout, slot_name="test").version == "1.1.0"
     assert AuditEvent.objects.filter(action="simulator.deployed").count() == 1
 
 
 def test_registering_without_a_slot_deploys_nothing(checkout: Application) -> None:
-    services.release_register(application=checkout, version="1.3.0", actor=None)
+    intake.release_register(application=checkout, version="1.3.0", actor=None)
 
     assert not AuditEvent.objects.filter(action="simulator.deployed").exists()
     assert SimulatorSlot.objects.get(application=checkout, slot_name="staging").version == "1.1.0"
@@ -56,7 +57,7 @@ def test_a_build_staged_for_production_is_staged_in_each_ring_target_too(checkou
     ring = Ring.objects.create(application=checkout, position=0, name="Staff", kind=Ring.Kind.TARGETS)
     ring.targets.set([staff])
 
-    services.release_register(
+    intake.release_register(
         application=checkout,
         version="1.3.0",
         actor=None,
@@ -64,7 +65,7 @@ def test_a_build_staged_for_production_is_staged_in_each_ring_target_too(checkou
     )
     assert SimulatorSlot.objects.get(application=staff, slot_name="staging").version != "1.3.0", "only pre-production"
 
-    services.release_register(
+    intake.release_register(
         application=checkout,
         version="1.4.0",
         actor=None,

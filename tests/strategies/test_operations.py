@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from rq import Queue, SimpleWorker
 
+from portal.core.errors import DomainError
 from releases.audit.models import AuditEvent
 from releases.catalog.models import (
     Application,
@@ -18,7 +19,6 @@ from releases.catalog.models import (
     SimulatorSwap,
     SimulatorVersionProfile,
 )
-from releases.catalog.services import DomainError
 from strategies.operations import services
 from strategies.operations.engine import operations_recover
 from strategies.operations.models import Operation, OperationStatus, StepStatus

@@ -12,10 +12,10 @@ from django.test import Client
 from django.urls import reverse
 from rq import Queue
 
+from portal.core.errors import DomainError
 from releases.approvals.common import ApprovalForbidden
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot, SimulatorVersionProfile
-from releases.catalog.services import DomainError
 from strategies.operations import services
 from strategies.operations.models import Operation, OperationStatus, Ring, StepStatus
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site

@@ -14,8 +14,8 @@ from django.urls import reverse
 from rq import Queue, SimpleWorker
 
 from portal.core import clock
-from releases.catalog import services
 from releases.catalog.models import Application, Release, ReleaseStatus
+from releases.intake import services as intake
 from releases.webhooks import events
 from releases.webhooks.models import WebhookDelivery
 from releases.webhooks.services import subscription_create
@@ -56,7 +56,7 @@ def subscribe(application: Application, receiver: Receiver, actor: User, event_t
 
 
 def register(application: Application, actor: User, version: str = "2.0.0") -> Release:
-    return services.release_register(application=application, version=version, actor=actor, commit_sha="abc123")
+    return intake.release_register(application=application, version=version, actor=actor, commit_sha="abc123")
 
 
 def test_a_registered_release_is_posted_signed_with_schema_version_1(

@@ -7,10 +7,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from portal.core.errors import DomainError
 from releases.audit.models import AuditEvent
-from releases.catalog import services
 from releases.catalog.models import Application
-from releases.catalog.services import DomainError
+from releases.intake import services as intake
 from releases.webhooks import services as webhooks
 from releases.webhooks.models import WebhookDelivery, WebhookSubscription
 from tests.factories import ApplicationFactory
@@ -39,7 +39,7 @@ def test_deliveries_go_to_the_active_subscriptions_of_that_application_and_event
     webhooks.subscription_update(subscription=off, active=False, actor=release_manager)
     webhooks.subscription_create(application=other, url=URL, events=["release.registered"], actor=release_manager)
 
-    services.release_register(application=checkout, version="2.0.0", actor=release_manager)
+    intake.release_register(application=checkout, version="2.0.0", actor=release_manager)
 
     [delivery] = WebhookDelivery.objects.all()
     assert delivery.subscription == wanted
@@ -154,7 +154,7 @@ def test_a_viewer_reads_the_log_but_changes_nothing(
     subscription, _ = webhooks.subscription_create(
         application=checkout, url=URL, events=["release.registered"], actor=release_manager
     )
-    services.release_register(application=checkout, version="2.0.0", actor=release_manager)
+    intake.release_register(application=checkout, version="2.0.0", actor=release_manager)
     delivery = WebhookDelivery.objects.get()
     client.force_login(viewer)
 
@@ -174,7 +174,7 @@ def test_a_delivery_of_another_application_is_not_found(
 ) -> None:
     other = ApplicationFactory(name="Billing", slug="billing")
     webhooks.subscription_create(application=other, url=URL, events=["release.registered"], actor=release_manager)
-    services.release_register(application=other, version="2.0.0", actor=release_manager)
+    intake.release_register(application=other, version="2.0.0", actor=release_manager)
     client.force_login(release_manager)
 
     response = client.post(reverse("webhook_redeliver", args=[checkout.slug, WebhookDelivery.objects.get().pk]))
@@ -202,7 +202,7 @@ def test_approval_requested_and_decided_are_announced(checkout: Application, rel
         application=checkout, url=URL, events=["approval.requested", "approval.decided"], actor=release_manager
     )
 
-    services.release_register(
+    intake.release_register(
         application=checkout, version="2.0.0", actor=release_manager, deployed_slot=checkout.slots.get(name="staging")
     )
     request = ApprovalRequest.objects.get()

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.urls import reverse
 
+from portal.core.errors import DomainError
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import (
     Application,
@@ -32,7 +33,6 @@ from releases.catalog.providers.simulator_load import (
     site_for,
     slot_metrics,
 )
-from releases.catalog.services import DomainError
 
 SLOT_FAULT_FIELDS = ["healthy", "running", "fail_swap", "hang_swap"]
 PROFILE_FIELDS = ["error_rate", "latency_ms_median", "latency_ms_p95", "healthy"]

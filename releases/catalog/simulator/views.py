@@ -26,12 +26,12 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role, missing_role_message, require_role, role_required
 from releases.catalog.models import Application, Provider, SimulatorSlot
 from releases.catalog.providers import PRODUCTION_SLOT, NotFoundError
 from releases.catalog.providers.simulator import SimulatorProvider, slot_health
 from releases.catalog.providers.simulator_load import Served, choose_slot, serve
-from releases.catalog.services import DomainError
 from releases.catalog.simulator import services as sim
 from releases.catalog.simulator.forms import SlotFaultForm, SyntheticLoadForm, VersionProfileForm
 

@@ -8,9 +8,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from portal.core.errors import DomainError
 from releases.audit.services import origin
 from releases.catalog.models import Application, Release
-from releases.catalog.services import DomainError
 from strategies.operations import services
 from strategies.operations.models import Operation
 
