@@ -18,7 +18,7 @@ from releases.approvals.common import ApprovalForbidden
 from releases.approvals.gates import approval_blocker, latest_gate_results
 from releases.approvals.models import ApprovalRequest, GateResult
 from releases.catalog.models import Application, Environment, Release, ReleaseStatus, Stage
-from releases.catalog.services import release_register
+from releases.intake.services import release_register
 from strategies.operations import services as operations
 from strategies.operations.models import Operation
 from strategies.operations.registry import strategy_for

@@ -17,6 +17,7 @@ from django_htmx.http import HttpResponseStopPolling
 from portal.core import clock
 from portal.core.errors import DomainError
 from portal.core.htmx import partial_requested
+from portal.core.pages import page_render
 from portal.core.roles import Role, has_role, role_required
 from releases.approvals import freeze, workflow
 from releases.approvals.common import ApprovalForbidden, policy_of
@@ -154,9 +155,7 @@ def approval_decide(request: HttpRequest, request_id: int) -> HttpResponse:
 
 
 def _release_page(request: HttpRequest, release: Any, **kwargs: Any) -> HttpResponse:
-    from releases.catalog.views import release_page  # the release page builds on approvals, not the reverse
-
-    return release_page(request, release, **kwargs)
+    return page_render("release", request, release, **kwargs)  # portal.pages composes it (portal/core/pages.py)
 
 
 def _outcome(approval: ApprovalRequest) -> str:

@@ -8,8 +8,8 @@ from django.shortcuts import redirect, render
 
 from portal.core.errors import DomainError
 from portal.core.roles import Role, role_required
-from releases.catalog.forms import ReleaseRegisterForm
 from releases.intake import services as intake
+from releases.intake.forms import ReleaseRegisterForm
 
 
 @role_required(Role.RELEASE_MANAGER)

@@ -31,21 +31,21 @@ def _answer(body: dict, status: int) -> JsonResponse:
 @login_not_required
 def experiment_events(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        return ofrep._error(405, "Use POST.", Allow="POST")
-    caller = ofrep._authenticate(request)
+        return ofrep.error_answer(405, "Use POST.", Allow="POST")
+    caller = ofrep.key_caller(request)
     if isinstance(caller, JsonResponse):
         return caller
     if not caller.can_evaluate:
-        return ofrep._error(403, "This API key may read the flag definitions but not report events.")
-    wait = ofrep._retry_after(caller)
+        return ofrep.error_answer(403, "This API key may read the flag definitions but not report events.")
+    wait = ofrep.calls_retry_after(caller)
     if wait is not None:
-        return ofrep._error(429, f"Too many calls with this key; retry in {wait} s.", Retry_After=str(wait))
+        return ofrep.error_answer(429, f"Too many calls with this key; retry in {wait} s.", Retry_After=str(wait))
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
     if length > MAX_BODY_BYTES:
-        return ofrep._error(413, f"The body is larger than {MAX_BODY_BYTES} bytes; send smaller batches.")
+        return ofrep.error_answer(413, f"The body is larger than {MAX_BODY_BYTES} bytes; send smaller batches.")
     try:
         body = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):

@@ -4,7 +4,7 @@ Each function runs in one transaction and writes its audit event (the experiment
 in it. Starting writes the experiment's weighted split into the flag's targeting — a rule for the
 segment at the top of the rules, or the fallthrough for everyone — so assignment is flagd's
 consistent fractional bucketing on the targeting key. In an environment whose flag changes need
-approval (`strategies.flags.changes.approval_required`), starting and shipping go through
+approval (`strategies.flags.approval.approval_required`), starting and shipping go through
 `changes.propose`: the experiment waits ("pending approval") until the change is applied, and
 `experiment_sync` moves it on (or back) once the change request is decided. Stopping never waits:
 like the kill switch, ending exposure is the safety valve. Bad input raises `DefinitionError`
@@ -28,6 +28,7 @@ from releases.audit.services import audit_record
 from strategies.experiments.models import ACTIVE_STATUSES, Experiment
 from strategies.flags import changes
 from strategies.flags import services as flag_services
+from strategies.flags.approval import approval_required
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import DarkLaunch, Flag, FlagChangeRequest, Lifecycle, Segment
 
@@ -343,12 +344,12 @@ def _locked(experiment: Experiment) -> Experiment:
 
 def _apply_to_flag(flag: Flag, *, actor: Any, changes_: dict[str, Any], summary: str) -> FlagChangeRequest | None:
     """Change the flag now, or propose the change when the environment needs approval (returned)."""
-    if changes.approval_required(flag.environment):
+    if approval_required(flag.environment):
         return changes.propose(flag=flag, actor=actor, changes=changes_, summary=summary)
     before = flag_services.flag_snapshot(flag)
     for name, value in changes_.items():
         setattr(flag, name, value)
-    flag_services._save_flag(flag, actor=actor, action="flag.updated", before=before, reason=summary[:500])
+    flag_services.flag_save(flag, actor=actor, action="flag.updated", before=before, reason=summary[:500])
     return None
 
 
@@ -377,7 +378,7 @@ def experiment_start(*, experiment: Experiment, actor: Any, reason: str = "") ->
                 raise DomainError(
                     f"{experiment.key} is {experiment.get_status_display().lower()}; only a draft starts."
                 )
-            flag = flag_services._locked(experiment.flag)
+            flag = flag_services.flag_locked(experiment.flag)
             experiment.flag = flag
             if problem := hosting_problem(flag, experiment):
                 raise DomainError(problem)
@@ -418,7 +419,7 @@ def experiment_stop(*, experiment: Experiment, actor: Any, reason: str = "") -> 
                 f"{experiment.key} is {experiment.get_status_display().lower()}; only a running one stops."
             )
         analysis = _latest_analysis(experiment)
-        flag = flag_services._locked(experiment.flag)
+        flag = flag_services.flag_locked(experiment.flag)
         before = snapshot(experiment)
         flag_before = flag_services.flag_snapshot(flag)
         old = (flag.rules, flag.default_variant)
@@ -426,7 +427,7 @@ def experiment_stop(*, experiment: Experiment, actor: Any, reason: str = "") -> 
         if experiment.segment_id is None:
             flag.default_variant = experiment.control
         if (flag.rules, flag.default_variant) != old:
-            flag_services._save_flag(
+            flag_services.flag_save(
                 flag,
                 actor=actor,
                 action="flag.updated",
@@ -460,7 +461,7 @@ def experiment_ship(*, experiment: Experiment, variant: str, actor: Any, reason:
         if variant not in experiment.variants:
             raise DefinitionError({"variant": [f"{variant!r} is not a variant of this experiment."]})
         analysis = _latest_analysis(experiment)
-        flag = flag_services._locked(experiment.flag)
+        flag = flag_services.flag_locked(experiment.flag)
         if variant not in flag.variants:
             raise DomainError(f"{flag.key} no longer has the variant {variant!r}.")
         before = snapshot(experiment)

@@ -30,21 +30,14 @@ from releases.approvals.common import policy_of
 from releases.approvals.policies import eligible_approvers
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment
-from strategies.flags import services
+from strategies.flags import schedules, services
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import DarkLaunch, Flag, FlagApprovalSetting, FlagChangeRequest
+from strategies.flags.selectors import definition_diff
 
 Status = FlagChangeRequest.Status
 Action = FlagChangeRequest.Action
 CHANGEABLE = services.EDITABLE_FIELDS | {"enabled"}
-
-
-def approval_required(environment: Environment) -> bool:
-    setting = FlagApprovalSetting.objects.filter(environment=environment).first()
-    if setting is None or not setting.changes_need_approval:
-        return False
-    policy = policy_of(environment)
-    return policy is not None and policy.approvals_required > 0
 
 
 def set_approval(*, environment: Environment, on: bool, actor: Any) -> FlagApprovalSetting:
@@ -86,7 +79,7 @@ def _put(flag: Flag, encoded: dict[str, Any]) -> None:
         if name == "planned_removal":
             value = date.fromisoformat(value) if value else None
         elif name == "rules":
-            value = services._keep_launch_rule(flag, dict(value or {}))
+            value = services.keep_launch_rule(flag, dict(value or {}))
         setattr(flag, name, value)
     if "owner_id" in encoded:
         flag.owner = get_user_model().objects.filter(pk=encoded["owner_id"]).first()
@@ -94,16 +87,16 @@ def _put(flag: Flag, encoded: dict[str, Any]) -> None:
 
 def propose(*, flag: Flag, actor: Any, changes: dict[str, Any], summary: str) -> FlagChangeRequest:
     """Record a change for approval; checked now (DefinitionError naming the field), applied later."""
-    services._require_manager(actor)
+    services.require_manager(actor)
     unknown = set(changes) - CHANGEABLE
     if unknown:
         raise ValueError(f"a change request cannot change {sorted(unknown)}")
     encoded = _encode(changes)
     with transaction.atomic():
-        flag = services._locked(flag)
+        flag = services.flag_locked(flag)
         before = services.flag_snapshot(flag)
         _put(flag, encoded)
-        services._compile(flag)  # raises DefinitionError for a bad change; nothing is saved
+        services.compile_flag(flag)  # raises DefinitionError for a bad change; nothing is saved
         after = services.flag_snapshot(flag)
         if after == before:
             raise DomainError("That changes nothing.")
@@ -166,8 +159,6 @@ def _run(action: str, flag: Flag, arguments: dict[str, Any], actor: Any) -> None
     elif action == Action.LAUNCH_ROLLOUT:
         services.launch_rollout(launch=_active_launch(flag), actor=actor, approved=True, **arguments)
     elif action == Action.SCHEDULE:
-        from strategies.flags import schedules  # it asks this module whether approval is required
-
         steps = [(datetime.fromisoformat(at), percent) for at, percent in arguments["steps"]]
         schedules.schedule_create(
             flag=flag,
@@ -185,11 +176,11 @@ def propose_action(
     *, flag: Flag, actor: Any, action: str, arguments: dict[str, Any], summary: str
 ) -> FlagChangeRequest:
     """Record a dark-launch step or a schedule for approval, after a dry run (DefinitionError/DomainError)."""
-    services._require_manager(actor)
+    services.require_manager(actor)
     if action == Action.SCHEDULE:
         arguments = {**arguments, "steps": [[at.isoformat(), percent] for at, percent in arguments["steps"]]}
     with transaction.atomic():
-        flag = services._locked(flag)
+        flag = services.flag_locked(flag)
         before = services.flag_snapshot(flag)
         try:
             with transaction.atomic():
@@ -269,7 +260,7 @@ def decide(*, request: FlagChangeRequest, actor: Any, approve: bool, comment: st
 
 
 def _apply(request: FlagChangeRequest, actor: Any) -> None:
-    flag = services._locked(request.flag)
+    flag = services.flag_locked(request.flag)
     current = services.flag_snapshot(flag)
     compared = request.before if "enabled" in request.changes else {**request.before, "state": current["state"]}
     if current != compared:
@@ -308,7 +299,7 @@ def _apply(request: FlagChangeRequest, actor: Any) -> None:
         request.save()
         return
     _put(flag, request.changes)
-    services._save_flag(
+    services.flag_save(
         flag,
         actor=actor,
         action="flag.change_applied",
@@ -321,7 +312,6 @@ def _apply(request: FlagChangeRequest, actor: Any) -> None:
 
 def pending_for(flag: Flag, user: Any) -> list[dict[str, Any]]:
     """The flag's pending changes, each with whether `user` may decide it and a diff."""
-    from strategies.flags.selectors import definition_diff
 
     rows = []
     for request in flag.change_requests.filter(status=Status.PENDING).select_related("proposed_by", "flag"):

@@ -61,7 +61,7 @@ def _json(body: Any, status: int = 200, **headers: str) -> JsonResponse:
     return response
 
 
-def _error(status: int, details: str, **headers: str) -> JsonResponse:
+def error_answer(status: int, details: str, **headers: str) -> JsonResponse:
     return _json({"errorDetails": details}, status, **headers)
 
 
@@ -113,13 +113,13 @@ def _round_trip(key: freshness.KnownKey) -> tuple[bytes | None, int | None, int 
     return epoch, int(revision) if revision is not None else None, wait
 
 
-def _authenticate(request: HttpRequest) -> Caller | JsonResponse:
+def key_caller(request: HttpRequest) -> Caller | JsonResponse:
     """The caller's key, its environment's revision and its rate-limit state: from memory and one Redis
     round trip when this process knows the key (freshness.py), from the database otherwise."""
     secret = _presented_key(request)
     challenge = {"WWW_Authenticate": 'Bearer realm="slipway-flags"'}
     if not secret:
-        return _error(
+        return error_answer(
             401, "Send an API key of the environment in 'Authorization: Bearer <key>' or 'X-API-Key'.", **challenge
         )
     key_hash = services.key_hash(secret)
@@ -134,7 +134,7 @@ def _authenticate(request: HttpRequest) -> Caller | JsonResponse:
             freshness.epoch_seen(epoch)
             key = _lookup(key_hash)
             if key is None:
-                return _error(401, "This API key is unknown or has been revoked.", **challenge)
+                return error_answer(401, "This API key is unknown or has been revoked.", **challenge)
             freshness.remember(key_hash, key, epoch)
             _, revision, wait = _round_trip(key)
         if revision is None:
@@ -147,7 +147,7 @@ def _authenticate(request: HttpRequest) -> Caller | JsonResponse:
         log.warning("Flag API key and revision read from the database, no rate limit (Redis: %s)", exc)
         key = _lookup(key_hash)
         if key is None:
-            return _error(401, "This API key is unknown or has been revoked.", **challenge)
+            return error_answer(401, "This API key is unknown or has been revoked.", **challenge)
         revision, wait = _database_revision(key.environment_id), None
     return Caller(
         key_id=key.key_id,
@@ -161,7 +161,7 @@ def _authenticate(request: HttpRequest) -> Caller | JsonResponse:
     )
 
 
-def _retry_after(caller: Caller) -> int | None:
+def calls_retry_after(caller: Caller) -> int | None:
     """Seconds to wait when the key has used up this minute's calls (a fixed window in Redis), else None."""
     return caller.retry_after
 
@@ -177,23 +177,23 @@ def keyed(
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
-                return _error(405, f"Use {' or '.join(sorted(methods))}.", Allow=", ".join(sorted(methods)))
-            caller = _authenticate(request)
+                return error_answer(405, f"Use {' or '.join(sorted(methods))}.", Allow=", ".join(sorted(methods)))
+            caller = key_caller(request)
             if isinstance(caller, JsonResponse):
                 return caller
             if permission == "evaluate" and not caller.can_evaluate:
-                return _error(403, "This API key may read the flag definitions but not evaluate flags.")
+                return error_answer(403, "This API key may read the flag definitions but not evaluate flags.")
             if permission == "sync" and not caller.can_sync:
-                return _error(403, "This API key may evaluate flags but not read their definitions.")
+                return error_answer(403, "This API key may evaluate flags but not read their definitions.")
             wait = caller.retry_after
             if wait is not None:
-                return _error(429, f"Too many calls with this key; retry in {wait} s.", Retry_After=str(wait))
+                return error_answer(429, f"Too many calls with this key; retry in {wait} s.", Retry_After=str(wait))
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
             if length > settings.API_MAX_BODY_BYTES:
-                return _error(413, f"The body is larger than {settings.API_MAX_BODY_BYTES} bytes.")
+                return error_answer(413, f"The body is larger than {settings.API_MAX_BODY_BYTES} bytes.")
             response = view(request, caller, *args, **kwargs)
             touched = services.api_key_touch(caller.key_id, caller.last_used_at)
             if touched is not None and caller.known is not None:
@@ -259,7 +259,7 @@ def ofrep_evaluate_flag(request: HttpRequest, caller: Caller, key: str) -> HttpR
     result = evaluation.evaluate(flag_set, key, context)
     if not result.ok:
         if result.error_code == "GENERAL":
-            return _error(500, result.error_details)
+            return error_answer(500, result.error_details)
         return _json(result.ofrep(), STATUS_OF_ERROR.get(result.error_code or "", 400))
     evaluation.record_exposures(flag_set, [result])
     return _json(result.ofrep())
@@ -309,7 +309,7 @@ def ofrep_configuration(request: HttpRequest, caller: Caller) -> HttpResponse:
 @keyed(methods={"GET"}, permission="sync")
 def flagd_sync(request: HttpRequest, caller: Caller, environment_id: int) -> HttpResponse:
     if environment_id != caller.environment_id:
-        return _error(403, "This API key belongs to another environment.")
+        return error_answer(403, "This API key belongs to another environment.")
     row = FlagSet.objects.filter(environment_id=environment_id).values("document").first()
     doc = row["document"] if row else {"flags": {}}
     return _cacheable(request, json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False).encode())
@@ -346,13 +346,13 @@ def _events(body: dict[str, Any]) -> list[services.Event]:
 @keyed(methods={"POST"}, permission="evaluate")
 def flag_events(request: HttpRequest, caller: Caller, environment_id: int) -> HttpResponse:
     if environment_id != caller.environment_id:
-        return _error(403, "This API key belongs to another environment.")
+        return error_answer(403, "This API key belongs to another environment.")
     try:
         events = _events(_body(request))
         environment = Environment.objects.get(pk=environment_id)
         services.events_record(environment=environment, events=events)
     except DefinitionError as exc:
-        return _error(400, str(exc))
+        return error_answer(400, str(exc))
     except ValueError as exc:
-        return _error(400, str(exc))
+        return error_answer(400, str(exc))
     return _json({"accepted": len(events)}, 202)

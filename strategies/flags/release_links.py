@@ -16,7 +16,7 @@ from strategies.flags.models import DarkLaunch, Flag, ReleaseFlag, flag_key_vali
 
 
 def declare(*, release: Release, flag_key: str, actor: Any, note: str = "") -> ReleaseFlag:
-    services._require_manager(actor)
+    services.require_manager(actor)
     flag_key = flag_key.strip()
     try:
         flag_key_validator(flag_key)
@@ -43,7 +43,7 @@ def declare(*, release: Release, flag_key: str, actor: Any, note: str = "") -> R
 
 
 def remove(*, link: ReleaseFlag, actor: Any) -> None:
-    services._require_manager(actor)
+    services.require_manager(actor)
     with transaction.atomic():
         audit_record(
             actor=actor,

@@ -15,10 +15,11 @@ from portal.core.errors import DomainError
 from portal.core.roles import Role, role_required
 from releases.catalog.models import Environment, Release
 from strategies.flags import changes, release_links, schedules
+from strategies.flags.approval import approval_required
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import FlagChangeRequest, FlagSchedule, ReleaseFlag
 from strategies.flags.safety_forms import DecisionForm, ReleaseFlagForm, ScheduleForm
-from strategies.flags.views import _flag, _flag_page
+from strategies.flags.views import flag_or_404, flag_page
 
 
 def _errors(exc: DefinitionError) -> str:
@@ -28,14 +29,14 @@ def _errors(exc: DefinitionError) -> str:
 @require_POST
 @role_required(Role.RELEASE_MANAGER)
 def flag_schedule_create(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    flag = _flag(slug, pk)
+    flag = flag_or_404(slug, pk)
     if request.method != "POST":
         return redirect(flag.get_absolute_url())
     form = ScheduleForm(request.POST, flag=flag)
     if form.is_valid():
         data = form.cleaned_data
         arguments = {"kind": data["kind"], "variant": data.get("variant") or "", "steps": data["parsed_steps"]}
-        gated = data["kind"] != FlagSchedule.Kind.DISABLE_AT and changes.approval_required(flag.environment)
+        gated = data["kind"] != FlagSchedule.Kind.DISABLE_AT and approval_required(flag.environment)
         try:
             if gated:
                 proposal = changes.propose_action(
@@ -57,7 +58,7 @@ def flag_schedule_create(request: HttpRequest, slug: str, pk: int) -> HttpRespon
             else:
                 messages.success(request, f"Scheduled: {schedules.describe(schedule)}.")
             return redirect(flag.get_absolute_url())
-    return _flag_page(request, flag, status=400, schedule_form=form)
+    return flag_page(request, flag, status=400, schedule_form=form)
 
 
 @require_POST
@@ -120,7 +121,7 @@ def flag_approval_toggle(request: HttpRequest, slug: str, environment_id: int) -
     if request.method == "POST":
         on = request.POST.get("on") == "1"
         changes.set_approval(environment=environment, on=on, actor=request.user)
-        if on and not changes.approval_required(environment):
+        if on and not approval_required(environment):
             messages.warning(
                 request,
                 f"Saved, but {environment.name}'s approval policy asks for no approvals, "

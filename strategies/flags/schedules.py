@@ -1,7 +1,7 @@
 """Scheduled flag changes: turn a flag on or off at a time, or ramp a variant up in steps.
 
 A schedule's due steps are applied by the periodic job `apply_due_flag_schedules` (releases/cron.py,
-every FLAG_SCHEDULE_SWEEP_SECONDS) through the flag services' own path (`services._save_flag`): the
+every FLAG_SCHEDULE_SWEEP_SECONDS) through the flag services' own path (`services.flag_save`): the
 definition is recompiled, the environment republished with a new revision, and the change audited
 as the system with the schedule named in the reason. Applying is idempotent: a step whose change is
 already in place writes nothing, and the schedule row moves on with a guarded update (status and
@@ -21,7 +21,7 @@ from portal.core import clock
 from portal.core.errors import DomainError
 from releases.audit.services import audit_record
 from strategies.flags import services
-from strategies.flags.changes import approval_required
+from strategies.flags.approval import approval_required
 from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import DarkLaunch, Flag, FlagSchedule, Lifecycle
 
@@ -98,11 +98,11 @@ def schedule_create(
     direction, like the kill switch); the others come from an approved change request (`approved`),
     and then every step of the schedule is covered by that approval.
     """
-    services._require_manager(actor)
+    services.require_manager(actor)
     if kind not in Kind.values:
         raise DefinitionError({"kind": [f"{kind!r} is not a kind of schedule."]})
     with transaction.atomic():
-        flag = services._locked(flag)
+        flag = services.flag_locked(flag)
         if flag.lifecycle == Lifecycle.ARCHIVED:
             raise DomainError(f"{flag.key} is archived.")
         if kind != Kind.DISABLE_AT and not approved and approval_required(flag.environment):
@@ -141,7 +141,7 @@ def schedule_create(
 
 
 def schedule_cancel(*, schedule: FlagSchedule, actor: Any, reason: str = "") -> FlagSchedule:
-    services._require_manager(actor)
+    services.require_manager(actor)
     with transaction.atomic():
         now = clock.now()
         if not FlagSchedule.objects.filter(pk=schedule.pk, status=Status.PENDING).update(
@@ -163,7 +163,7 @@ def schedule_cancel(*, schedule: FlagSchedule, actor: Any, reason: str = "") -> 
 
 def _apply(schedule: FlagSchedule, now: datetime) -> str:
     """Apply the due steps of `schedule` (inside the caller's transaction); returns what happened."""
-    flag = services._locked(schedule.flag)
+    flag = services.flag_locked(schedule.flag)
     steps = [dict(s) for s in schedule.steps]
     due = [i for i, s in enumerate(steps) if s["applied_at"] is None and datetime.fromisoformat(s["at"]) <= now]
     if not due:
@@ -195,7 +195,7 @@ def _apply(schedule: FlagSchedule, now: datetime) -> str:
                 flag.rules, changed = rules, True
         what = f"ramp step {last + 1} of {len(steps)}: {variant} to {percent} %"
     if changed:
-        services._save_flag(
+        services.flag_save(
             flag,
             actor=None,
             action="flag.schedule_applied",

@@ -46,7 +46,7 @@ LATENCY_SAMPLES_PER_BUCKET = 20
 MAX_EVENTS_PER_BATCH = 1000
 
 
-def _require_manager(actor: Any) -> None:
+def require_manager(actor: Any) -> None:
     require_role(actor, Role.RELEASE_MANAGER)
 
 
@@ -74,7 +74,7 @@ def _spec(flag: Flag) -> FlagSpec:
     )
 
 
-def _compile(flag: Flag) -> None:
+def compile_flag(flag: Flag) -> None:
     """Check the flag and store its flagd definition on it (DefinitionError naming the field)."""
     spec = clean_flag(_spec(flag), segments=segment_keys(flag.environment))
     flag.variants, flag.rules = spec.variants, spec.rules
@@ -132,7 +132,7 @@ def flag_snapshot(flag: Flag) -> dict[str, Any]:
     }
 
 
-def _locked(flag: Flag) -> Flag:
+def flag_locked(flag: Flag) -> Flag:
     return (
         Flag.objects.select_for_update(no_key=True, of=("self",))
         .select_related("environment__application", "owner")
@@ -140,10 +140,10 @@ def _locked(flag: Flag) -> Flag:
     )
 
 
-def _save_flag(
+def flag_save(
     flag: Flag, *, actor: Any, action: str, before: dict[str, Any] | None, obj: Any = None, reason: str = ""
 ) -> Flag:
-    _compile(flag)
+    compile_flag(flag)
     flag.updated_at = clock.now()
     flag.save()
     _publish(flag.environment)
@@ -181,7 +181,7 @@ def flag_create(
     targeting_override: Mapping[str, Any] | None = None,
     enabled: bool = True,
 ) -> Flag:
-    _require_manager(actor)
+    require_manager(actor)
     key = key.strip()
     if flag_type == FlagType.BOOLEAN and not variants:
         variants = BOOLEAN_VARIANTS
@@ -205,7 +205,7 @@ def flag_create(
             created_by=actor if getattr(actor, "pk", None) else None,
         )
         flag.full_clean(exclude=["definition", "updated_at", "variants", "rules"])
-        return _save_flag(flag, actor=actor, action="flag.created", before=None)
+        return flag_save(flag, actor=actor, action="flag.created", before=None)
 
 
 EDITABLE_FIELDS = {
@@ -221,24 +221,24 @@ EDITABLE_FIELDS = {
 
 def flag_update(*, flag: Flag, actor: Any, reason: str = "", **changes: Any) -> Flag:
     """Change any of EDITABLE_FIELDS; a change that makes no difference writes nothing."""
-    _require_manager(actor)
+    require_manager(actor)
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise ValueError(f"flag_update cannot change {sorted(unknown)}")
     with transaction.atomic():
-        flag = _locked(flag)
+        flag = flag_locked(flag)
         before = flag_snapshot(flag)
         old = {name: getattr(flag, name) for name in changes}
         if "rules" in changes:
-            changes["rules"] = _keep_launch_rule(flag, dict(changes["rules"] or {}))
+            changes["rules"] = keep_launch_rule(flag, dict(changes["rules"] or {}))
         for name, value in changes.items():
             setattr(flag, name, value)
         if all(old[name] == getattr(flag, name) for name in changes):
             return flag
-        return _save_flag(flag, actor=actor, action="flag.updated", before=before, reason=reason)
+        return flag_save(flag, actor=actor, action="flag.updated", before=before, reason=reason)
 
 
-def _keep_launch_rule(flag: Flag, rules: dict[str, Any]) -> dict[str, Any]:
+def keep_launch_rule(flag: Flag, rules: dict[str, Any]) -> dict[str, Any]:
     """An edit of the rules never drops an active launch's cohort rule: that is the launch page's job."""
     launch_rules = [r for r in (flag.rules or {}).get("rules", []) if r.get("launch")]
     others = [r for r in rules.get("rules", []) if not r.get("launch")]
@@ -247,27 +247,27 @@ def _keep_launch_rule(flag: Flag, rules: dict[str, Any]) -> dict[str, Any]:
 
 def flag_kill(*, flag: Flag, actor: Any, reason: str = "") -> Flag:
     """The kill switch: the flag is DISABLED, and everyone gets its default variant at once."""
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
-        flag = _locked(flag)
+        flag = flag_locked(flag)
         if not flag.enabled:
             raise DomainError(f"{flag.key} is already killed.")
         before = flag_snapshot(flag)
         flag.enabled = False
-        return _save_flag(flag, actor=actor, action="flag.killed", before=before, reason=reason)
+        return flag_save(flag, actor=actor, action="flag.killed", before=before, reason=reason)
 
 
 def flag_enable(*, flag: Flag, actor: Any, reason: str = "") -> Flag:
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
-        flag = _locked(flag)
+        flag = flag_locked(flag)
         if flag.enabled:
             raise DomainError(f"{flag.key} is already on.")
         if flag.lifecycle == Lifecycle.ARCHIVED:
             raise DomainError(f"{flag.key} is archived; it is no longer served.")
         before = flag_snapshot(flag)
         flag.enabled = True
-        return _save_flag(flag, actor=actor, action="flag.enabled", before=before, reason=reason)
+        return flag_save(flag, actor=actor, action="flag.enabled", before=before, reason=reason)
 
 
 # Lifecycle: new → active → permanent | stale → archived (and back from stale to active).
@@ -281,9 +281,9 @@ LIFECYCLE_EDGES: dict[str, set[str]] = {
 
 
 def flag_set_lifecycle(*, flag: Flag, to: str, actor: Any, reason: str = "") -> Flag:
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
-        flag = _locked(flag)
+        flag = flag_locked(flag)
         if to not in LIFECYCLE_EDGES.get(flag.lifecycle, set()):
             allowed = ", ".join(Lifecycle(t).label.lower() for t in sorted(LIFECYCLE_EDGES.get(flag.lifecycle, ())))
             raise DomainError(
@@ -296,25 +296,25 @@ def flag_set_lifecycle(*, flag: Flag, to: str, actor: Any, reason: str = "") -> 
         flag.lifecycle = to
         if to == Lifecycle.PERMANENT:
             flag.planned_removal = None
-        return _save_flag(flag, actor=actor, action=f"flag.{to}", before=before, reason=reason)
+        return flag_save(flag, actor=actor, action=f"flag.{to}", before=before, reason=reason)
 
 
 def flag_rule_add(*, flag: Flag, rule: Mapping[str, Any], actor: Any) -> Flag:
     """Append a targeting rule (after an active launch's cohort rule, which stays first)."""
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
-        flag = _locked(flag)
+        flag = flag_locked(flag)
         before = flag_snapshot(flag)
         rules = dict(flag.rules or {})
         rules["rules"] = [*rules.get("rules", []), {**rule, "launch": False}]
         flag.rules = rules
-        return _save_flag(flag, actor=actor, action="flag.rule_added", before=before)
+        return flag_save(flag, actor=actor, action="flag.rule_added", before=before)
 
 
 def flag_rule_remove(*, flag: Flag, index: int, actor: Any) -> Flag:
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
-        flag = _locked(flag)
+        flag = flag_locked(flag)
         rules = dict(flag.rules or {})
         current = list(rules.get("rules", []))
         if not 0 <= index < len(current):
@@ -325,7 +325,7 @@ def flag_rule_remove(*, flag: Flag, index: int, actor: Any) -> Flag:
         del current[index]
         rules["rules"] = current
         flag.rules = rules
-        return _save_flag(flag, actor=actor, action="flag.rule_removed", before=before)
+        return flag_save(flag, actor=actor, action="flag.rule_removed", before=before)
 
 
 # --- Segments --------------------------------------------------------------------------------------
@@ -344,7 +344,7 @@ def _segment_snapshot(segment: Segment) -> dict[str, Any]:
 
 def segment_save(*, segment: Segment, actor: Any) -> Segment:
     """Create or change a segment; every environment of its application is republished."""
-    _require_manager(actor)
+    require_manager(actor)
     conditions, users = clean_segment(
         key=segment.key, conditions=segment.conditions, users=segment.users, match=segment.match
     )
@@ -390,7 +390,7 @@ def segment_users(segment: Segment) -> list[str]:
 
 
 def segment_delete(*, segment: Segment, actor: Any) -> None:
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
         used = segment_users(segment)
         if used:
@@ -425,7 +425,7 @@ def api_key_create(
     secret: str | None = None,
 ) -> IssuedKey:
     """Issue an environment's API key. `secret` is for the demo's documented key only."""
-    _require_manager(actor)
+    require_manager(actor)
     name = name.strip()
     if not name or len(name) > 100:
         raise DefinitionError({"name": ["Give the key a name of 1 to 100 characters, such as the service using it."]})
@@ -462,7 +462,7 @@ def api_key_create(
 
 
 def api_key_revoke(*, key: FlagApiKey, actor: Any, reason: str = "") -> FlagApiKey:
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
         key = (
             FlagApiKey.objects.select_for_update(no_key=True).select_related("environment__application").get(pk=key.pk)
@@ -497,7 +497,7 @@ def api_key_touch(key_id: int, last_used_at: datetime | None) -> datetime | None
 
 def _direct_change_allowed(environment: Environment, approved: bool) -> None:
     """Where flag changes need approval, a dark-launch step only comes from an approved change request."""
-    from strategies.flags.changes import approval_required
+    from strategies.flags.approval import approval_required
 
     if not approved and approval_required(environment):
         raise DomainError(
@@ -565,7 +565,7 @@ def _launch_action(
     launch: DarkLaunch, *, actor: Any, action: str, flag_before: dict[str, Any], reason: str = ""
 ) -> None:
     flag = launch.flag
-    _compile(flag)
+    compile_flag(flag)
     flag.updated_at = clock.now()
     flag.save()
     _publish(flag.environment)
@@ -592,9 +592,9 @@ def launch_start(
     approved: bool = False,
 ) -> DarkLaunch:
     """Serve `variant` to a cohort only (segments, explicit users, and/or a percentage)."""
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
-        flag = _locked(flag)
+        flag = flag_locked(flag)
         _direct_change_allowed(flag.environment, approved)
         if variant not in flag.variants:
             raise DefinitionError({"variant": [f"{variant!r} is not a variant of {flag.key}."]})
@@ -631,7 +631,7 @@ def _active(launch: DarkLaunch) -> DarkLaunch:
     launch = DarkLaunch.objects.select_for_update(no_key=True).get(pk=launch.pk)
     if launch.status != DarkLaunch.Status.ACTIVE:
         raise DomainError(f"This dark launch is {launch.get_status_display().lower()}; nothing more can change.")
-    launch.flag = _locked(launch.flag)
+    launch.flag = flag_locked(launch.flag)
     return launch
 
 
@@ -645,7 +645,7 @@ def launch_widen(
     approved: bool = False,
 ) -> DarkLaunch:
     """Add segments or users to the cohort, or raise its percentage (never lower: that would move users out)."""
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
         launch = _active(launch)
         flag = launch.flag
@@ -673,7 +673,7 @@ def launch_widen(
 
 def launch_rollout(*, launch: DarkLaunch, percent: int, actor: Any, approved: bool = False) -> DarkLaunch:
     """Serve the variant to `percent` % of everyone else; at 100 % it becomes the default and the launch ends."""
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
         launch = _active(launch)
         flag = launch.flag
@@ -703,7 +703,7 @@ def launch_rollout(*, launch: DarkLaunch, percent: int, actor: Any, approved: bo
 
 def launch_kill(*, launch: DarkLaunch, actor: Any, reason: str = "") -> DarkLaunch:
     """End the launch: the cohort (and any rollout share) goes back to the default variant at once."""
-    _require_manager(actor)
+    require_manager(actor)
     with transaction.atomic():
         launch = _active(launch)
         flag = launch.flag

@@ -22,6 +22,7 @@ from portal.core.htmx import partial_requested
 from portal.core.roles import Role, require_role, role_required
 from releases.catalog.models import Application
 from strategies.flags import changes, selectors, services
+from strategies.flags.approval import approval_required
 from strategies.flags.definitions import DefinitionError, describe_condition, format_split, pretty
 from strategies.flags.forms import (
     ApiKeyForm,
@@ -46,7 +47,7 @@ from strategies.flags.models import (
 from strategies.flags.safety_forms import ScheduleForm
 
 
-def _flag(slug: str, pk: int) -> Flag:
+def flag_or_404(slug: str, pk: int) -> Flag:
     return get_object_or_404(
         Flag.objects.select_related("environment__application", "owner"), pk=pk, environment__application__slug=slug
     )
@@ -90,7 +91,7 @@ def application_flags(request: HttpRequest, slug: str) -> HttpResponse:
                 "flags": [f for f in flags if f.environment_id == environment.pk],
                 "flag_set": flag_sets.get(environment.pk),
                 "approval": approval_settings.get(environment.pk, False),
-                "approval_effective": changes.approval_required(environment),
+                "approval_effective": approval_required(environment),
             }
         )
     context = {
@@ -128,7 +129,7 @@ def flag_create(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "flags/flag_form.html", {"application": application, "form": form}, status=status)
 
 
-def _flag_page(request: HttpRequest, flag: Flag, *, status: int = 200, **forms: Any) -> HttpResponse:
+def flag_page(request: HttpRequest, flag: Flag, *, status: int = 200, **forms: Any) -> HttpResponse:
     rules = []
     for index, rule in enumerate((flag.rules or {}).get("rules", [])):
         serve = rule["serve"]
@@ -157,7 +158,7 @@ def _flag_page(request: HttpRequest, flag: Flag, *, status: int = 200, **forms: 
         "schedule_form": forms.get("schedule_form")
         or ScheduleForm(flag=flag, initial={"steps": "now 10\n+2d 50\n+4d 100"}),
         "schedules": flag.schedules.select_related("created_by")[:20],
-        "needs_approval": changes.approval_required(flag.environment),
+        "needs_approval": approval_required(flag.environment),
         "pending_changes": changes.pending_for(flag, request.user),
         "past_changes": flag.change_requests.exclude(status="pending").select_related("proposed_by", "decided_by")[:5],
     }
@@ -166,12 +167,12 @@ def _flag_page(request: HttpRequest, flag: Flag, *, status: int = 200, **forms: 
 
 @role_required(Role.VIEWER)
 def flag_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    return _flag_page(request, _flag(slug, pk))
+    return flag_page(request, flag_or_404(slug, pk))
 
 
 @role_required(Role.RELEASE_MANAGER)
 def flag_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    flag = _flag(slug, pk)
+    flag = flag_or_404(slug, pk)
     form = FlagForm(request.POST or None, application=flag.environment.application, flag=flag)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -185,7 +186,7 @@ def flag_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "targeting_override": data["targeting_override"],
         }
         try:
-            if changes.approval_required(flag.environment):
+            if approval_required(flag.environment):
                 changes.propose(flag=flag, actor=request.user, changes=edits, summary=f"edit {flag.key}")
                 messages.success(request, f"Proposed the edit of {flag.key}: it applies once approved.")
             else:
@@ -205,11 +206,11 @@ def flag_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @require_POST
 @role_required(Role.RELEASE_MANAGER)
 def flag_rule_add(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    flag = _flag(slug, pk)
+    flag = flag_or_404(slug, pk)
     form = RuleForm(request.POST, flag=flag)
     if form.is_valid():
         try:
-            if changes.approval_required(flag.environment):
+            if approval_required(flag.environment):
                 rules = dict(flag.rules or {})
                 rules["rules"] = [*rules.get("rules", []), {**form.rule(), "launch": False}]
                 changes.propose(flag=flag, actor=request.user, changes={"rules": rules}, summary="add a rule")
@@ -223,16 +224,16 @@ def flag_rule_add(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             return redirect(flag.get_absolute_url())
-    return _flag_page(request, flag, status=400, rule_form=form)
+    return flag_page(request, flag, status=400, rule_form=form)
 
 
 @require_POST
 @role_required(Role.RELEASE_MANAGER)
 def flag_rule_remove(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    flag = _flag(slug, pk)
+    flag = flag_or_404(slug, pk)
     try:
         index = int(request.POST.get("index", ""))
-        if changes.approval_required(flag.environment):
+        if approval_required(flag.environment):
             rules = dict(flag.rules or {})
             current = list(rules.get("rules", []))
             if not 0 <= index < len(current) or current[index].get("launch"):
@@ -254,10 +255,10 @@ def flag_rule_remove(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @role_required(Role.RELEASE_MANAGER)
 def flag_kill(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """The one-click kill switch (and, with state=on, turning the flag back on)."""
-    flag = _flag(slug, pk)
+    flag = flag_or_404(slug, pk)
     reason = request.POST.get("reason", "")[:500]
     try:
-        if request.POST.get("state") == "on" and changes.approval_required(flag.environment):
+        if request.POST.get("state") == "on" and approval_required(flag.environment):
             if flag.enabled:
                 raise DomainError(f"{flag.key} is already on.")
             changes.propose(flag=flag, actor=request.user, changes={"enabled": True}, summary=reason or "turn back on")
@@ -276,7 +277,7 @@ def flag_kill(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @require_POST
 @role_required(Role.RELEASE_MANAGER)
 def flag_lifecycle(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    flag = _flag(slug, pk)
+    flag = flag_or_404(slug, pk)
     try:
         services.flag_set_lifecycle(flag=flag, to=request.POST.get("to", ""), actor=request.user)
     except DomainError as exc:
@@ -325,12 +326,12 @@ def segment_delete(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @role_required(Role.RELEASE_MANAGER)
 def launch_create(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    flag = _flag(slug, pk)
+    flag = flag_or_404(slug, pk)
     form = LaunchForm(request.POST or None, flag=flag)
     if request.method == "POST" and form.is_valid():
         arguments = {"variant": form.cleaned_data["variant"], "reason": form.cleaned_data["reason"], **form.cohort()}
         try:
-            if changes.approval_required(flag.environment):
+            if approval_required(flag.environment):
                 proposal = changes.propose_action(
                     flag=flag,
                     actor=request.user,
@@ -404,7 +405,7 @@ def launch_widen(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     form = CohortForm(request.POST, flag=launch.flag, auto_id=WIDEN_ID)
     if form.is_valid():
         try:
-            if changes.approval_required(launch.flag.environment):
+            if approval_required(launch.flag.environment):
                 proposal = changes.propose_action(
                     flag=launch.flag,
                     actor=request.user,
@@ -433,7 +434,7 @@ def launch_rollout(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     if form.is_valid():
         percent = form.cleaned_data["percent"]
         try:
-            if changes.approval_required(launch.flag.environment):
+            if approval_required(launch.flag.environment):
                 proposal = changes.propose_action(
                     flag=launch.flag,
                     actor=request.user,

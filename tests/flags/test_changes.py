@@ -15,6 +15,7 @@ from portal.core.roles import Role
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Environment
 from strategies.flags import changes, schedules, services
+from strategies.flags.approval import approval_required
 from strategies.flags.models import FlagChangeRequest
 from tests.factories import ApprovalPolicyFactory, UserFactory
 
@@ -34,14 +35,14 @@ def gated(production: Environment, admin_user: User, approver: User) -> Environm
 def test_approval_needs_the_setting_and_a_policy_asking_for_approvals(
     production: Environment, admin_user: User, release_manager: User
 ) -> None:
-    assert not changes.approval_required(production)
+    assert not approval_required(production)
     changes.set_approval(environment=production, on=True, actor=admin_user)
-    assert not changes.approval_required(production)  # no policy
+    assert not approval_required(production)  # no policy
     ApprovalPolicyFactory(environment=production, approvals_required=0)
-    assert not changes.approval_required(production)
+    assert not approval_required(production)
     production.approval_policy.approvals_required = 1
     production.approval_policy.save()
-    assert changes.approval_required(production)
+    assert approval_required(production)
     with pytest.raises(PermissionDenied):
         changes.set_approval(environment=production, on=False, actor=release_manager)
     assert AuditEvent.objects.filter(action="flag_approval.enabled").count() == 1
@@ -175,7 +176,7 @@ def test_admins_toggle_approval_on_the_flag_list(client: Client, production: Env
     client.force_login(admin_user)
     response = client.post(f"/apps/checkout/flags/environments/{production.pk}/approval", {"on": "1"})
     assert response.status_code == 302
-    assert changes.approval_required(production)
+    assert approval_required(production)
     page = client.get("/apps/checkout/flags/")
     assert b"Apply flag changes at once" in page.content
 
@@ -339,7 +340,7 @@ def test_proposals_reach_the_approvals_inbox_and_its_count(
     inbox = client.get("/approvals/")
     assert f"#{request.pk} dark-launch new-checkout = on".encode() in inbox.content
     assert b"Start a dark launch" in inbox.content
-    from releases.catalog.selectors import inbox_count
+    from portal.pages.selectors import inbox_count
 
     assert inbox_count(approver) == 1
     assert inbox_count(release_manager) == 0  # the proposer is no approver
