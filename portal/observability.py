@@ -146,6 +146,7 @@ class ScrapeTimeCollector:
     def _operations(self) -> Iterator[GaugeMetricFamily]:
         from django.db.models import Count
 
+        # Imported here: the logging configuration loads this module before Django's apps are ready.
         from strategies.operations.models import Operation, OperationStatus
 
         counts = dict(Operation.objects.order_by().values_list("status").annotate(n=Count("id")))

@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 
 from portal.core import clock
+from portal.demo.experiments import seed_experiments
 from releases.catalog.models import Application, Stage
 from strategies.flags import services
 from strategies.flags.models import Flag, FlagApiKey, Segment
@@ -135,6 +136,5 @@ def seed_flags(*, log: Callable[[str], None] = print) -> None:
         made.append("the demo API key")
     if made:
         log(f"{application.name} flags: {', '.join(made)}")
-    from portal.demo.experiments import seed_experiments  # the experiments build on the flags above
 
     seed_experiments(log=log)

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from portal.core import clock
 from portal.core.roles import Role
+from portal.demo.flags import seed_flags
 from releases.approvals import notifications
 from releases.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, FreezeWindow
 from releases.approvals.workflow import approval_decide
@@ -46,6 +47,7 @@ from releases.catalog.models import (
     StrategyKind,
 )
 from releases.intake import services as intake
+from strategies.operations import services as operation_services
 from strategies.operations.models import Operation, OperationStatus, OperationStep, Ring, StepStatus
 
 # --- people ----------------------------------------------------------------------------------------
@@ -1098,7 +1100,6 @@ def _seed_rings(users: dict[str, Any], log: Callable[[str], None]) -> None:
 
 
 def strategies_services() -> Any:
-    from strategies.operations import services as operation_services  # strategies builds on releases, not the reverse
 
     return operation_services
 
@@ -1153,7 +1154,6 @@ def seed(*, log: Callable[[str], None] = print, now: datetime | None = None) -> 
         results.append(result)
     with transaction.atomic():
         _seed_rings(users, log)
-    from portal.demo.flags import seed_flags  # the flags build on the applications above
 
     seed_flags(log=log)
     return results

@@ -29,7 +29,10 @@ from releases.approvals.workflow import may_request
 from releases.catalog import selectors
 from releases.catalog.models import Application, Release, ReleaseStatus
 from releases.catalog.timeline import release_timeline
-from strategies.operations.views import promote_form_for
+from strategies.flags import changes as flag_changes
+from strategies.operations.forms import RollbackForm
+from strategies.operations.services import active_operation
+from strategies.operations.views import promote_form_for, steps_for_page
 
 DASHBOARD_POLL_LIVE = "every 2s"  # while an operation runs or slots are being refreshed
 
@@ -119,9 +122,6 @@ def release_page(request: HttpRequest, release: Release, *, status: int = 200, *
     Also rendered by the approval decision and promotion views when a form they got from this page
     has errors, so the errors show where the person typed.
     """
-    from strategies.operations.forms import RollbackForm
-    from strategies.operations.services import active_operation
-    from strategies.operations.views import steps_for_page
 
     requests = list(approval_selectors.approval_requests_of(release))
     current = requests[0] if requests else None
@@ -158,7 +158,6 @@ def release_page(request: HttpRequest, release: Release, *, status: int = 200, *
 @require_GET
 @role_required(Role.APPROVER)
 def approval_inbox(request: HttpRequest) -> HttpResponse:
-    from strategies.flags import changes as flag_changes
 
     page = Paginator(approval_selectors.inbox_for(request.user), 50).get_page(request.GET.get("page"))
     return render(request, "approvals/inbox.html", {"page": page, "flag_changes": flag_changes.inbox_for(request.user)})

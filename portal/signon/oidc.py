@@ -43,6 +43,8 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthen
 
 from portal.core import clock
 from portal.core.roles import Role
+from portal.signon.models import SsoIdentity
+from releases.audit.services import audit_record
 
 log = logging.getLogger("portal.signon.oidc")
 
@@ -205,8 +207,6 @@ class SlipwayOIDCBackend(OIDCAuthenticationBackend):
         ).select_related("sso_identity")
 
     def create_user(self, claims: dict[str, Any]) -> Any:
-        from portal.signon.models import SsoIdentity
-        from releases.audit.services import audit_record
 
         user = self.UserModel(username=_free_username(claims), email=str(claims.get("email") or "")[:254])
         _copy_names(user, claims)
@@ -290,7 +290,6 @@ def roles_from_claims(claims: dict[str, Any]) -> set[Role]:
 
 def sync_roles(user: Any, claims: dict[str, Any], *, issuer: str) -> bool:
     """Make the user's role groups exactly those the claims grant; audit a change. Other groups are left alone."""
-    from releases.audit.services import audit_record
 
     wanted = {role.value for role in roles_from_claims(claims)}
     held = set(user.groups.filter(name__in=ROLE_GROUP_NAMES).values_list("name", flat=True))

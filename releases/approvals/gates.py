@@ -19,6 +19,8 @@ from releases.approvals.models import ApprovalRequest, FreezeOverride, GateResul
 from releases.approvals.workflow import source_slot
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment, Release
+from releases.catalog.providers import ProviderError
+from releases.catalog.providers.registry import provider_for
 
 # --- freeze windows and the break-glass override ---------------------------------------------------
 
@@ -82,7 +84,6 @@ class GateCheck:
 
 
 def _slot_health_gate(release: Release, environment: Environment) -> GateCheck:
-    from releases.catalog.providers import ProviderError, provider_for
 
     gate = GateResult.Gate.SLOT_HEALTH
     slot = source_slot(release, environment)

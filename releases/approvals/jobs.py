@@ -8,6 +8,8 @@ from django.db.models import F
 
 from portal.core import clock
 from releases.approvals.models import NotificationDelivery
+from releases.approvals.notifications import DeliveryError, send
+from releases.approvals.workflow import approval_expire_due, approval_remind_due
 from releases.audit.services import job_origin, origin
 
 log = logging.getLogger(__name__)
@@ -15,7 +17,6 @@ log = logging.getLogger(__name__)
 
 def deliver_notification(delivery_id: int) -> dict[str, object]:
     """Send one recorded notification. A failure is written on the row and raised, so RQ retries it."""
-    from releases.approvals.notifications import DeliveryError, send
 
     Status = NotificationDelivery.Status
     delivery = (
@@ -43,7 +44,6 @@ def deliver_notification(delivery_id: int) -> dict[str, object]:
 
 def expire_approval_requests() -> dict[str, int]:
     """Periodic: pending requests past their expiry lapse (audited; the release returns to registered)."""
-    from releases.approvals.workflow import approval_expire_due
 
     with origin(**job_origin()):
         return {"expired": approval_expire_due()}
@@ -51,7 +51,6 @@ def expire_approval_requests() -> dict[str, int]:
 
 def remind_approvers() -> dict[str, int]:
     """Periodic: remind eligible approvers of requests about to lapse (once per request)."""
-    from releases.approvals.workflow import approval_remind_due
 
     with origin(**job_origin()):
         return {"reminded": approval_remind_due()}

@@ -15,7 +15,27 @@ from django.db import IntegrityError, transaction
 from portal.core import clock
 from portal.core.errors import DomainError
 from releases.audit.services import audit_record, snapshot
-from releases.catalog.models import Application, Release, ReleaseStatus, Slot
+from releases.catalog.models import (
+    STAGE_ORDER,
+    Application,
+    Environment,
+    Health,
+    Provider,
+    Release,
+    ReleaseStatus,
+    SimulatorSlot,
+    Slot,
+    Stage,
+)
+from releases.catalog.providers import (
+    PRODUCTION_SLOT,
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    ProviderError,
+    TransientError,
+)
+from releases.catalog.providers.registry import provider_for
 
 S = ReleaseStatus
 
@@ -227,8 +247,6 @@ class RefreshResult:
 
 def slots_refresh(*, application: Application, actor: Any = None) -> RefreshResult:
     """Read every slot's state from the provider and record what changed (audited per slot)."""
-    from releases.catalog.models import Health
-    from releases.catalog.providers import ProviderError, provider_for
 
     now = clock.now()
     try:
@@ -298,8 +316,6 @@ def application_create(*, actor: Any, **fields: Any) -> Application:
     """Create an application (fields as on the model). A simulated one gets its simulated site too."""
     from django.core.exceptions import ValidationError
 
-    from releases.catalog.models import Provider, SimulatorSlot
-
     application = Application(**fields)
     try:
         application.full_clean()
@@ -331,15 +347,6 @@ class ConnectionReport:
 
 def application_test_connection(*, application: Application) -> ConnectionReport:
     """Ask the provider for the site's slots and explain any failure. Reads only; nothing is stored."""
-    from releases.catalog.models import Provider
-    from releases.catalog.providers import (
-        AuthError,
-        ConflictError,
-        NotFoundError,
-        ProviderError,
-        TransientError,
-        provider_for,
-    )
 
     where = (
         f"site “{application.azure_site_name}” in resource group “{application.azure_resource_group}” "
@@ -380,8 +387,6 @@ def application_map_slots(*, application: Application, actor: Any, mapping: dict
 
     `mapping` is stage → slot name ("" leaves the stage unbound); `slots` are the provider's SlotStates.
     """
-    from releases.catalog.models import STAGE_ORDER, Environment, Stage
-    from releases.catalog.providers import PRODUCTION_SLOT
 
     discovered = {s.name: s for s in slots}
     chosen = {stage: name for stage, name in mapping.items() if name}

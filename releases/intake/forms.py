@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from portal.core import clock
 from releases.catalog.models import Application, Release, Slot
 
 
@@ -38,7 +39,6 @@ class ReleaseRegisterForm(forms.ModelForm):
         return self.cleaned_data["version"].strip()
 
     def clean_committed_at(self) -> object:
-        from portal.core import clock
 
         committed_at = self.cleaned_data["committed_at"]
         if committed_at is not None and committed_at > clock.now():

@@ -11,8 +11,10 @@ from django.db import IntegrityError, transaction
 
 from portal.core import clock, events
 from portal.core.errors import DomainError
+from releases.approvals.workflow import approval_request_open_on_arrival
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import Application, Environment, Provider, Release, Slot, Stage
+from releases.catalog.simulator.services import simulator_deploy
 
 
 def release_register(
@@ -69,13 +71,11 @@ def release_register(
             ):
                 # On the simulator nothing else deploys builds: registering one plays the pipeline's
                 # deploy, so the slot an approver opens runs the version they are asked about.
-                from releases.catalog.simulator.services import simulator_deploy
 
                 simulator_deploy(application=application, slot_name=deployed_slot.name, version=version, actor=actor)
                 Slot.objects.filter(pk=deployed_slot.pk).update(running_version=version, current_release=release)
                 _simulate_ring_deploys(application, deployed_slot, version, actor)
             # A release that reaches an environment whose successor needs approval asks for it at once.
-            from releases.approvals.workflow import approval_request_open_on_arrival
 
             approval_request_open_on_arrival(release=release, actor=actor)
     except IntegrityError:
@@ -87,7 +87,6 @@ def release_register(
 
 def _simulate_ring_deploys(application: Application, deployed_slot: Slot, version: str, actor: Any) -> None:
     """The pipeline stages a build for production also in each ring target's pre-production slot."""
-    from releases.catalog.simulator.services import simulator_deploy
 
     if not Environment.objects.filter(slot=deployed_slot, stage=Stage.PREPRODUCTION).exists():
         return

@@ -20,8 +20,10 @@ from django.db import transaction
 from rq import Retry
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from releases.audit.services import audit_record
 from releases.catalog.models import Application
+from releases.webhooks.delivery import deliver_webhook
 from releases.webhooks.events import EVENT_TYPES, build_payload
 from releases.webhooks.models import WebhookDelivery, WebhookSubscription
 
@@ -72,7 +74,6 @@ def events_problem(events: list[str]) -> str:
 
 
 def _check(url: str, events: list[str]) -> list[str]:
-    from portal.core.errors import DomainError
 
     if problem := url_problem(url) or events_problem(events):
         raise DomainError(problem)
@@ -187,7 +188,6 @@ def delivery_redeliver(*, delivery: WebhookDelivery, actor: Any) -> WebhookDeliv
 
 def enqueue(delivery: WebhookDelivery) -> None:
     """Queue the delivery's job; django-rq sends it to Redis when the transaction commits."""
-    from releases.webhooks.delivery import deliver_webhook
 
     intervals = list(settings.WEBHOOK_RETRY_INTERVALS)
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None

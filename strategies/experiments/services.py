@@ -25,6 +25,8 @@ from portal.core import clock
 from portal.core.errors import DomainError
 from portal.core.roles import Role, require_role
 from releases.audit.services import audit_record
+from strategies.experiments import stats
+from strategies.experiments.analysis import analyse
 from strategies.experiments.models import ACTIVE_STATUSES, Experiment
 from strategies.flags import changes
 from strategies.flags import services as flag_services
@@ -147,7 +149,6 @@ def planned_users(
     baseline_sd: float | None = None,
 ) -> int:
     """Users per variant for the primary metric (the power calculator); DefinitionError naming the field."""
-    from strategies.experiments import stats
 
     errors: dict[str, list[str]] = {}
     if not 0 < alpha < 0.5:
@@ -404,7 +405,6 @@ def experiment_start(*, experiment: Experiment, actor: Any, reason: str = "") ->
 
 
 def _latest_analysis(experiment: Experiment) -> dict[str, Any]:
-    from strategies.experiments.analysis import analyse
 
     return analyse(experiment)
 

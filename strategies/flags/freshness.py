@@ -34,6 +34,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from strategies.flags.models import FlagApiKey
+
 log = logging.getLogger(__name__)
 
 REVISION_TTL_SECONDS = 60
@@ -91,7 +93,6 @@ def keys_changed(**_: object) -> None:
 
 
 def connect_signals() -> None:
-    from strategies.flags.models import FlagApiKey
 
     post_save.connect(keys_changed, sender=FlagApiKey, dispatch_uid="flag-api-key-saved")
     post_delete.connect(keys_changed, sender=FlagApiKey, dispatch_uid="flag-api-key-deleted")

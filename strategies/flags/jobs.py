@@ -7,11 +7,11 @@ from typing import Any
 from rq import get_current_job
 
 from releases.audit.services import origin
+from strategies.flags.schedules import apply_due
 
 
 def apply_due_flag_schedules() -> dict[str, Any]:
     """Apply the due steps of scheduled flag changes (turn on/off at a time, ramps)."""
-    from strategies.flags.schedules import apply_due
 
     job = get_current_job()
     with origin(via="job", job_id=job.id if job else ""):

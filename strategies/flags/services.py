@@ -26,6 +26,7 @@ from portal.core.roles import Role, require_role
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment
 from strategies.flags import freshness
+from strategies.flags.approval import approval_required
 from strategies.flags.definitions import (
     DefinitionError,
     FlagSpec,
@@ -497,7 +498,6 @@ def api_key_touch(key_id: int, last_used_at: datetime | None) -> datetime | None
 
 def _direct_change_allowed(environment: Environment, approved: bool) -> None:
     """Where flag changes need approval, a dark-launch step only comes from an approved change request."""
-    from strategies.flags.approval import approval_required
 
     if not approved and approval_required(environment):
         raise DomainError(

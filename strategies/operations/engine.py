@@ -42,8 +42,11 @@ from rq.job import Job, JobStatus
 
 from portal.core import clock, events
 from releases.audit.services import audit_record, origin, snapshot
+from releases.catalog.jobs import enqueue_slots_refresh
 from releases.catalog.models import Release, ReleaseStatus
-from releases.catalog.providers import ProviderError, provider_for
+from releases.catalog.providers import ProviderError
+from releases.catalog.providers.registry import provider_for
+from releases.catalog.services import release_mark_failed, release_roll_back
 from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
 from strategies.operations.plan import compensation_for
 from strategies.operations.steps import (
@@ -266,7 +269,6 @@ def _observe_slots(application: Any) -> None:
     """Have the observed slots (dashboard, application page) refreshed by a background job: reading
     every slot from the provider (on Azure a few ARM calls and a health probe per slot) does not
     belong in the operation's own run. A failure to enqueue only leaves the picture stale."""
-    from releases.catalog.jobs import enqueue_slots_refresh
 
     try:
         enqueue_slots_refresh(application)
@@ -351,8 +353,6 @@ def _close(operation: Operation) -> None:
         rolling_back = current.status == OperationStatus.ROLLING_BACK
         target = OperationStatus.ROLLED_BACK if rolling_back else OperationStatus.SUCCEEDED
         if target == OperationStatus.ROLLED_BACK:
-            from releases.catalog.services import release_roll_back
-
             release = Release.objects.select_for_update(no_key=True).get(pk=current.release_id)
             if release.status == ReleaseStatus.ROLLING_OUT:
                 release_roll_back(release=release, actor=None, reason=current.error or "Rolled back")
@@ -373,7 +373,6 @@ def _close(operation: Operation) -> None:
 
 
 def _fail(operation: Operation, error: str) -> None:
-    from releases.catalog.services import release_mark_failed
 
     with transaction.atomic():
         current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)

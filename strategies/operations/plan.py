@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from portal.core.errors import DomainError
 from releases.catalog.models import Application, Environment, Release
 from strategies.operations.models import OperationStep, StepStatus
 
@@ -113,7 +114,6 @@ def clean_options(parameters: dict[str, Any], defaults: dict[str, Any], *, strat
 
     DomainError names every bad option at once.
     """
-    from portal.core.errors import DomainError
 
     if not isinstance(parameters, dict):
         raise DomainError("Strategy options must be an object of name → value.")

@@ -19,7 +19,8 @@ from typing import Any
 
 from portal.core.errors import DomainError
 from releases.catalog.models import Application, Stage
-from releases.catalog.providers import ProviderError, provider_for
+from releases.catalog.providers import ProviderError
+from releases.catalog.providers.registry import provider_for
 from strategies.operations.canary import ANALYSIS_KEYS
 from strategies.operations.canary import DEFAULTS as CANARY_DEFAULTS
 from strategies.operations.models import Ring

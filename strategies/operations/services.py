@@ -13,12 +13,14 @@ from django.db import IntegrityError, transaction
 from portal.core import clock
 from portal.core.errors import DomainError
 from portal.core.roles import Role, has_role, missing_role_message
-from releases.approvals.common import ApprovalForbidden
+from releases.approvals.common import ApprovalForbidden, policy_of
 from releases.approvals.gates import promotion_blockers
+from releases.approvals.models import ApprovalRequest, ApprovalRequestStatus
 from releases.approvals.workflow import source_slot
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import Application, Environment, Release, ReleaseStatus, Stage, StrategyKind
-from releases.catalog.providers import ProviderError, provider_for
+from releases.catalog.providers import ProviderError
+from releases.catalog.providers.registry import provider_for
 from releases.catalog.services import release_start_rollout
 from strategies.operations import engine
 from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep, Ring, StepStatus
@@ -408,7 +410,6 @@ def auto_promote_due() -> list[tuple[int, str]]:
     A release that cannot start now (a freeze, another operation) is tried again on the next sweep;
     each attempt's outcome is returned, and a started one is audited by `operation_start`.
     """
-    from releases.approvals.models import ApprovalRequest, ApprovalRequestStatus
 
     due = ApprovalRequest.objects.filter(
         status=ApprovalRequestStatus.APPROVED,
@@ -449,7 +450,6 @@ def ring_approval_ineligibility(user: Any, operation: Operation) -> str:
     The production environment's policy decides who approves, as for the release itself; with
     self-approval forbidden, neither who registered the release nor who started the promotion may.
     """
-    from releases.approvals.common import policy_of
 
     if not has_role(user, Role.APPROVER):
         return missing_role_message(user, Role.APPROVER)

@@ -23,14 +23,9 @@ from django.db import transaction
 from portal.core import clock, events
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import Application, Release, ReleaseStatus
-from releases.catalog.providers import (
-    Attempt,
-    HostingProvider,
-    ProviderError,
-    TransientError,
-    call_with_retry,
-    provider_for,
-)
+from releases.catalog.providers import Attempt, HostingProvider, ProviderError, TransientError, call_with_retry
+from releases.catalog.providers.registry import provider_for
+from releases.catalog.services import release_go_live, release_restore, release_roll_back
 from strategies.operations.analysis import FAIL, PASS, AnalysisConfig, analyse
 from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
 
@@ -356,7 +351,6 @@ def _succeed_operation(operation: Operation, now: datetime) -> None:
 
 def go_live(ctx: StepContext) -> Outcome:
     """The release goes live (superseding the previous one) with the operation's success, in one transaction."""
-    from releases.catalog.services import release_go_live
 
     operation, now = ctx.operation, clock.now()
     with transaction.atomic():
@@ -370,7 +364,6 @@ def go_live(ctx: StepContext) -> Outcome:
 
 def restore_previous(ctx: StepContext) -> Outcome:
     """Rollback operation: the live release is rolled back and the previous one restored, in one transaction."""
-    from releases.catalog.services import release_restore, release_roll_back
 
     operation, now = ctx.operation, clock.now()
     previous_id = ctx.step.parameters["previous_release"]

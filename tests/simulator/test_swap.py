@@ -313,7 +313,7 @@ def test_another_process_resumes_the_swap_from_the_token(checkout: Application, 
     token = provider.begin_swap(checkout, "staging").resume_token
     script = (
         "from releases.models import Application\n"
-        "from releases.catalog.providers import provider_for\n"
+        "from releases.catalog.providers.registry import provider_for\n"
         "app = Application.objects.get(slug='checkout')\n"
         f"handle = provider_for(app).resume_swap(app, {token!r})\n"
         "handle.result(timeout=10)\n"

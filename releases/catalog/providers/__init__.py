@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from releases.catalog.models import Application, Provider
+from releases.catalog.models import Application
 
 PRODUCTION_SLOT = "production"
 
@@ -167,18 +167,6 @@ class HostingProvider(Protocol):
     def metrics(self, application: Application, slot: str, *, minutes: int = 5) -> MetricsSample:
         """Requests, errors and latencies the slot served in the last `minutes`."""
         ...
-
-
-def provider_for(application: Application) -> HostingProvider:
-    if application.provider == Provider.SIMULATOR:
-        from releases.catalog.providers.simulator import SimulatorProvider
-
-        return SimulatorProvider()
-    if application.provider == Provider.AZURE:
-        from releases.catalog.providers.azure import AzureProvider
-
-        return AzureProvider.for_application(application)
-    raise NotFoundError(f"Unknown provider {application.provider!r} for {application.name}.")
 
 
 # --- retries -----------------------------------------------------------------------------------
