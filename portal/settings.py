@@ -134,7 +134,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.core.timezones.UserTimezoneMiddleware",
-    "releases.audit.services.AuditContextMiddleware",
+    "releases.audit.middleware.AuditContextMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into the locked-out page
 ]
 

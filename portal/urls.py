@@ -9,7 +9,7 @@ from releases.catalog.simulator import urls as simulator_urls
 
 urlpatterns = [
     path("login/", oidc.SignInView.as_view(), name="login"),  # the SSO button above the local form
-    path("oidc/", include(oidc.urlpatterns)),  # single sign-on (portal/oidc.py)
+    path("oidc/", include(oidc.urlpatterns)),  # single sign-on (portal/signon/oidc.py)
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
@@ -22,6 +22,8 @@ urlpatterns = [
     path("", include(simulator_urls.portal_urlpatterns)),
     path("", include("portal.pages.urls")),
     path("", include("strategies.operations.urls")),
+    path("", include("strategies.flags.urls")),
+    path("", include("strategies.experiments.urls")),
     path("", include("releases.webhooks.urls")),
 ]
 

@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import path
 
 from strategies.operations import views
 
@@ -14,6 +14,4 @@ urlpatterns = [
     path("apps/<slug:slug>/rings/", views.application_rings, name="application_rings"),
     path("apps/<slug:slug>/rings/<int:pk>/edit", views.ring_edit, name="ring_edit"),
     path("apps/<slug:slug>/rings/<int:pk>/delete", views.ring_delete, name="ring_delete"),
-    path("", include("strategies.flags.urls")),
-    path("", include("strategies.experiments.urls")),
 ]

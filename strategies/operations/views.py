@@ -96,7 +96,10 @@ def steps_for_page(operation: Operation) -> list[Any]:
         step.log_tail = "\n".join(step.log.splitlines()[-LOG_TAIL_LINES:])
         analyses = step.detail.get("analyses") or []
         step.analysis = analyses[-1] if analyses else None
-        step.checks = len(step.detail.get("checks") or [])
+        checks = step.detail.get("checks") or []
+        # A list of checks, as the engine records them; demo databases seeded before the seeder ran the engine
+        # (issue 15) hold a count instead, and their operation pages must still open.
+        step.checks = checks if isinstance(checks, int) else len(checks)
     return steps
 
 
