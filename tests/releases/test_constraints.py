@@ -39,11 +39,11 @@ pytestmark = pytest.mark.django_db
 
 
 def _declared_constraint(name: str) -> tuple[type[models.Model], models.BaseConstraint]:
-    for model in apps.get_app_config("releases").get_models():
+    for model in apps.get_models():
         for constraint in model._meta.constraints:
             if constraint.name == name:
                 return model, constraint
-    raise AssertionError(f"No model of the releases app declares a constraint named {name!r}")
+    raise AssertionError(f"No model declares a constraint named {name!r}")
 
 
 @contextmanager

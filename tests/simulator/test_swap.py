@@ -312,7 +312,7 @@ def test_a_setting_changed_during_a_preview_survives_its_cancellation(
 def test_another_process_resumes_the_swap_from_the_token(checkout: Application, provider: SimulatorProvider) -> None:
     token = provider.begin_swap(checkout, "staging").resume_token
     script = (
-        "from releases.models import Application\n"
+        "from releases.catalog.models import Application\n"
         "from releases.catalog.providers.registry import provider_for\n"
         "app = Application.objects.get(slug='checkout')\n"
         f"handle = provider_for(app).resume_swap(app, {token!r})\n"
