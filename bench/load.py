@@ -244,6 +244,7 @@ def main() -> None:
         SimulatorSlot,
         Slot,
     )
+    from releases.status_guard import arranging_state
 
     t0 = time.monotonic()
     call_command("migrate", verbosity=0)
@@ -276,23 +277,24 @@ def main() -> None:
             )
             SimulatorSlot.objects.create(application=app, slot_name=slot_name, version=versions[slot_name])
         SimulatorSite.objects.update_or_create(application=app, defaults={"synthetic_rpm": 1200})
-        Release.objects.create(
-            application=app,
-            version="1.0.0",
-            status=ReleaseStatus.LIVE,
-            created_at=now,
-            status_changed_at=now,
-            live_at=now,
-        )
-        candidate = Release.objects.create(
-            application=app,
-            version="1.1.0",
-            status=ReleaseStatus.APPROVED,
-            created_at=now,
-            status_changed_at=now,
-            approved_at=now,
-            deployed_slot=slots["staging"],
-        )
+        with arranging_state():  # the starting state, not history: no audit trail for a benchmark's setup
+            Release.objects.create(
+                application=app,
+                version="1.0.0",
+                status=ReleaseStatus.LIVE,
+                created_at=now,
+                status_changed_at=now,
+                live_at=now,
+            )
+            candidate = Release.objects.create(
+                application=app,
+                version="1.1.0",
+                status=ReleaseStatus.APPROVED,
+                created_at=now,
+                status_changed_at=now,
+                approved_at=now,
+                deployed_slot=slots["staging"],
+            )
         canary = i % 2 == 0
         promotions.append(
             {

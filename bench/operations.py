@@ -135,6 +135,7 @@ from releases.models import (  # noqa: E402
     Slot,
     StepStatus,
 )
+from releases.status_guard import arranging_state  # noqa: E402
 from strategies import engine  # noqa: E402
 from strategies.services import operation_start  # noqa: E402
 
@@ -142,6 +143,7 @@ WAITING_KINDS = ("bake", "analyse")
 
 
 # --- fixtures, written here (not imported from tests/) ---------------------------------------------------
+@arranging_state()  # the starting state, not history: no audit trail for a benchmark's setup
 def make_application(index: int) -> Release:
     """An application on the simulator: four slots/environments, 1.0.0 live, 1.1.0 approved in staging."""
     app = Application.objects.create(name=f"Bench {index:04d}", slug=f"bench-{index:04d}", team="Bench")

@@ -95,11 +95,13 @@ from releases.models import (  # noqa: E402
     Slot,
     StepStatus,
 )
+from releases.status_guard import arranging_state  # noqa: E402
 
 LAYOUT = [("dev", "Development", "dev"), ("test", "Test", "test"), ("preprod", "Pre-production", "staging")]
 LAYOUT.append(("prod", "Production", "production"))
 
 
+@arranging_state()  # the starting state, not history: no audit trail for a benchmark's setup
 def seed() -> None:
     """A applications with four slots and environments, a live release each; every fourth one mid-canary."""
     now = clock.now()

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from .fulltext import PostgresGinIndex, audit_search_vector
+from .status_guard import StatusGuardedModel
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Use lower-case letters, digits and hyphens.")
 
@@ -239,8 +240,10 @@ class ReleaseStatus(models.TextChoices):
 RELEASE_TERMINAL = frozenset({ReleaseStatus.REJECTED, ReleaseStatus.ROLLED_BACK, ReleaseStatus.FAILED})
 
 
-class Release(models.Model):
+class Release(StatusGuardedModel):
     """A build of an application, moving from registration to production (the lifecycle is in services)."""
+
+    STATUS_WRITER = "releases.services._transition"
 
     application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="releases")
     version = models.CharField(max_length=100)
@@ -593,11 +596,13 @@ OPERATION_ACTIVE = frozenset(
 )
 
 
-class Operation(models.Model):
+class Operation(StatusGuardedModel):
     """One background run against an application's production (promotion or rollback).
 
     The RQ job carries only this row's id; the row and its steps are the source of truth.
     """
+
+    STATUS_WRITER = "strategies.transitions.operation_transition"
 
     class Kind(models.TextChoices):
         PROMOTE = "promote", "Promotion"

@@ -5,6 +5,7 @@ Shaped like the release lifecycle (`releases.services.TRANSITIONS` and `_transit
 engine (claim, pause for a person, compensate, close, fail) — is `operation_transition`: it locks the
 row, checks the edge, writes the status and the fields that go with it in a conditional UPDATE, and
 records the audit event (and the webhook event, for the edges subscribers see) in the same transaction.
+The model refuses a status written anywhere else (`releases.status_guard`).
 
 Callers that have more to do in the same transaction (steps to skip, the release's own transition)
 lock the operation first, do it, and then call `operation_transition`, which takes the lock again (a
@@ -34,6 +35,7 @@ from portal import clock
 from releases.audit import audit_record, snapshot
 from releases.models import OPERATION_ACTIVE, Operation, OperationStatus
 from releases.services import DomainError
+from releases.status_guard import status_writer
 from releases.webhooks.services import webhook_emit
 
 S = OperationStatus
@@ -139,7 +141,8 @@ def operation_transition(
         before = snapshot(current, OPERATION_AUDIT_FIELDS)
         finished = {"finished_at": clock.now(), "wake_at": None, "waiting_for": ""}
         changes = {**({} if target in OPERATION_ACTIVE else finished), **fields, "status": target}
-        updated = Operation.objects.filter(pk=current.pk, status=current.status).update(**changes)
+        with status_writer(Operation):  # the one writer of Operation.status (releases.status_guard)
+            updated = Operation.objects.filter(pk=current.pk, status=current.status).update(**changes)
         if updated != 1:  # pragma: no cover - the row lock makes this unreachable on PostgreSQL
             raise DomainError(f"Operation #{current.pk} changed while you were acting on it; reload and try again.")
         current.refresh_from_db()

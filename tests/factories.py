@@ -2,6 +2,8 @@
 
 Factories write rows directly (status included), which is what the constraint and lifecycle
 tests need to set up a starting state. Tests that are about a *change* call the services.
+Releases and operations are made inside `arranging_state()`: outside it their models refuse a
+status their writer did not set (releases.status_guard).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from releases.models import (
     Slot,
     Stage,
 )
+from releases.status_guard import arranging_state
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -129,7 +132,19 @@ class EnvironmentFactory(DjangoModelFactory):
     slot = factory.SubFactory(SlotFactory, application=factory.SelfAttribute("..application"))
 
 
-class ReleaseFactory(DjangoModelFactory):
+class StateArrangingFactory(DjangoModelFactory):
+    """A factory for a state machine's rows: it creates them in whatever status the test asks for."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _create(cls, model_class: type, *args: object, **kwargs: object) -> object:
+        with arranging_state():
+            return super()._create(model_class, *args, **kwargs)
+
+
+class ReleaseFactory(StateArrangingFactory):
     class Meta:
         model = Release
 
@@ -201,7 +216,7 @@ class ApprovalDecisionFactory(DjangoModelFactory):
     decided_at = factory.LazyFunction(clock.now)
 
 
-class OperationFactory(DjangoModelFactory):
+class OperationFactory(StateArrangingFactory):
     """A promotion into production; `finished_at` follows the status (set exactly when it is terminal)."""
 
     class Meta:
