@@ -66,6 +66,11 @@ def _name(model: type[models.Model]) -> str:
     return str(model._meta.verbose_name)
 
 
+def _shown(value: Any) -> str:
+    """A status as written in the code's own terms: 'succeeded', not OperationStatus.SUCCEEDED."""
+    return repr(str(value)) if isinstance(value, str) else repr(value)
+
+
 def _article(model: type[models.Model]) -> str:
     name = _name(model)
     return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
@@ -84,11 +89,11 @@ def _refuse_creation(model: type[StatusGuardedModel], objs: Iterable[models.Mode
         return
     initial = _initial_status(model)
     for obj in objs:
-        status = getattr(obj, "status", initial)
+        status = str(getattr(obj, "status", initial))
         if status != initial:
             raise _refuse(
                 model,
-                f"creating {_article(model)} with status {status!r}; a new {_name(model)} starts as {initial!r} "
+                f"creating {_article(model)} with status {status!r}; a new {_name(model)} starts as {_shown(initial)} "
                 "and its history is played through the services",
             )
 
@@ -100,7 +105,7 @@ class StatusGuardedQuerySet(models.QuerySet):
         if "status" in kwargs and not _writer_holds(self.model):
             raise _refuse(
                 self.model,
-                f"QuerySet.update(status={kwargs['status']!r}) on {self.model._meta.verbose_name_plural}",
+                f"QuerySet.update(status={_shown(kwargs['status'])}) on {self.model._meta.verbose_name_plural}",
             )
         return super().update(**kwargs)
 
@@ -133,7 +138,9 @@ class StatusGuardedModel(models.Model):
             stored = model._base_manager.using(kwargs.get("using") or self._state.db).filter(pk=self.pk)
             was, status = stored.values_list("status", flat=True).first(), getattr(self, "status", None)
             if was is not None and was != status:
-                raise _refuse(model, f"save() of {_name(model)} #{self.pk} changing its status {was!r} to {status!r}")
+                raise _refuse(
+                    model, f"save() of {_name(model)} #{self.pk} changing its status {was!r} to {_shown(status)}"
+                )
         super().save(**kwargs)
 
     def _writes_status(self, update_fields: Iterable[str] | None) -> bool:
