@@ -232,6 +232,7 @@ def main() -> None:
     from portal.api.tokens import token_create
     from portal.core import clock
     from portal.core.roles import Role
+    from portal.core.status_guard import arranging_state
     from portal.demo.organisation import seed
     from releases.catalog.models import (
         Application,
@@ -275,23 +276,24 @@ def main() -> None:
             )
             SimulatorSlot.objects.create(application=app, slot_name=slot_name, version=versions[slot_name])
         SimulatorSite.objects.update_or_create(application=app, defaults={"synthetic_rpm": 1200})
-        Release.objects.create(
-            application=app,
-            version="1.0.0",
-            status=ReleaseStatus.LIVE,
-            created_at=now,
-            status_changed_at=now,
-            live_at=now,
-        )
-        candidate = Release.objects.create(
-            application=app,
-            version="1.1.0",
-            status=ReleaseStatus.APPROVED,
-            created_at=now,
-            status_changed_at=now,
-            approved_at=now,
-            deployed_slot=slots["staging"],
-        )
+        with arranging_state():  # the starting state, not history: no audit trail for a benchmark's setup
+            Release.objects.create(
+                application=app,
+                version="1.0.0",
+                status=ReleaseStatus.LIVE,
+                created_at=now,
+                status_changed_at=now,
+                live_at=now,
+            )
+            candidate = Release.objects.create(
+                application=app,
+                version="1.1.0",
+                status=ReleaseStatus.APPROVED,
+                created_at=now,
+                status_changed_at=now,
+                approved_at=now,
+                deployed_slot=slots["staging"],
+            )
         canary = i % 2 == 0
         promotions.append(
             {

@@ -121,6 +121,7 @@ from rq.exceptions import NoSuchJobError  # noqa: E402
 from rq.job import Job  # noqa: E402
 
 from portal.core import clock  # noqa: E402
+from portal.core.status_guard import arranging_state  # noqa: E402
 from releases.catalog.models import (  # noqa: E402
     Application,
     Environment,
@@ -138,6 +139,7 @@ WAITING_KINDS = ("bake", "analyse")
 
 
 # --- fixtures, written here (not imported from tests/) ---------------------------------------------------
+@arranging_state()  # the starting state, not history: no audit trail for a benchmark's setup
 def make_application(index: int) -> Release:
     """An application on the simulator: four slots/environments, 1.0.0 live, 1.1.0 approved in staging."""
     app = Application.objects.create(name=f"Bench {index:04d}", slug=f"bench-{index:04d}", team="Bench")

@@ -83,6 +83,7 @@ from django.test import Client  # noqa: E402
 
 from portal.core import clock  # noqa: E402
 from portal.core.roles import Role  # noqa: E402
+from portal.core.status_guard import arranging_state  # noqa: E402
 from releases.audit.services import audit_record  # noqa: E402
 from releases.catalog.models import Application, Environment, Release, ReleaseStatus, Slot  # noqa: E402
 from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus  # noqa: E402
@@ -91,6 +92,7 @@ LAYOUT = [("dev", "Development", "dev"), ("test", "Test", "test"), ("preprod", "
 LAYOUT.append(("prod", "Production", "production"))
 
 
+@arranging_state()  # the starting state, not history: no audit trail for a benchmark's setup
 def seed() -> None:
     """A applications with four slots and environments, a live release each; every fourth one mid-canary."""
     now = clock.now()

@@ -2,6 +2,8 @@
 
 Factories write rows directly (status included), which is what the constraint and lifecycle
 tests need to set up a starting state. Tests that are about a *change* call the services.
+Releases and operations are made inside `arranging_state()`: outside it their models refuse a
+status their writer did not set (portal.core.status_guard).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from factory.django import DjangoModelFactory, Password
 from portal.api.models import ApiToken
 from portal.core import clock
 from portal.core.roles import Role
+from portal.core.status_guard import arranging_state
 from releases.approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest, FreezeWindow
 from releases.catalog.models import (
     Application,
@@ -123,7 +126,19 @@ class EnvironmentFactory(DjangoModelFactory):
     slot = factory.SubFactory(SlotFactory, application=factory.SelfAttribute("..application"))
 
 
-class ReleaseFactory(DjangoModelFactory):
+class StateArrangingFactory(DjangoModelFactory):
+    """A factory for a state machine's rows: it creates them in whatever status the test asks for."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _create(cls, model_class: type, *args: object, **kwargs: object) -> object:
+        with arranging_state():
+            return super()._create(model_class, *args, **kwargs)
+
+
+class ReleaseFactory(StateArrangingFactory):
     class Meta:
         model = Release
 
@@ -195,7 +210,7 @@ class ApprovalDecisionFactory(DjangoModelFactory):
     decided_at = factory.LazyFunction(clock.now)
 
 
-class OperationFactory(DjangoModelFactory):
+class OperationFactory(StateArrangingFactory):
     """A promotion into production; `finished_at` follows the status (set exactly when it is terminal)."""
 
     class Meta:

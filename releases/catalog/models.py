@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from portal.core.status_guard import StatusGuardedModel
+
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Use lower-case letters, digits and hyphens.")
 
 
@@ -177,8 +179,10 @@ class ReleaseStatus(models.TextChoices):
 RELEASE_TERMINAL = frozenset({ReleaseStatus.REJECTED, ReleaseStatus.ROLLED_BACK, ReleaseStatus.FAILED})
 
 
-class Release(models.Model):
+class Release(StatusGuardedModel):
     """A build of an application, moving from registration to production (the lifecycle is in services)."""
+
+    STATUS_WRITER = "releases.catalog.services._transition"
 
     application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="releases")
     version = models.CharField(max_length=100)

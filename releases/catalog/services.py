@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 
 from portal.core import clock
 from portal.core.errors import DomainError
+from portal.core.status_guard import status_writer
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import (
     STAGE_ORDER,
@@ -137,7 +138,8 @@ def _transition(release: Release, action: str, *, actor: Any, reason: str = "") 
     """Move `release` along one edge of the lifecycle with a guarded conditional UPDATE.
 
     The UPDATE only matches while the row is still in an allowed source state, so of two racing
-    requests exactly one wins and the other gets a DomainError.
+    requests exactly one wins and the other gets a DomainError. This is the only writer of
+    `Release.status`: the model refuses a status change made anywhere else (`portal.core.status_guard`).
     """
     transition = TRANSITIONS[action]
     now = clock.now()
@@ -158,7 +160,8 @@ def _transition(release: Release, action: str, *, actor: Any, reason: str = "") 
             changes["approved_at"] = now
         if transition.target == S.LIVE:
             changes["live_at"] = now
-        updated = Release.objects.filter(pk=current.pk, status=current.status).update(**changes)
+        with status_writer(Release):  # the one writer of Release.status (portal.core.status_guard)
+            updated = Release.objects.filter(pk=current.pk, status=current.status).update(**changes)
         if updated != 1:  # pragma: no cover - select_for_update makes this unreachable on PostgreSQL
             raise DomainError(f"{current} changed while you were acting on it; reload and try again.")
         current.refresh_from_db()

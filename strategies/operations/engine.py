@@ -41,7 +41,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from portal.core import clock, events
-from releases.audit.services import audit_record, origin, snapshot
+from releases.audit.services import audit_record, origin
 from releases.catalog.jobs import enqueue_slots_refresh
 from releases.catalog.models import Release, ReleaseStatus
 from releases.catalog.providers import ProviderError
@@ -53,7 +53,6 @@ from strategies.operations.steps import (
     DEFAULT_TIMEOUT_SECONDS,
     EXECUTORS,
     NO_DEADLINE,
-    OPERATION_AUDIT_FIELDS,
     Done,
     Finished,
     LostClaim,
@@ -63,6 +62,7 @@ from strategies.operations.steps import (
     Wait,
     step_application,
 )
+from strategies.operations.transitions import operation_can, operation_transition
 
 log = logging.getLogger("strategies.operations.engine")
 
@@ -146,21 +146,8 @@ def _claim(operation_id: int, runner: str) -> bool:
         return False
     with transaction.atomic():
         operation = Operation.objects.select_for_update(no_key=True).get(pk=operation_id)
-        if operation.status == OperationStatus.PENDING:
-            before = snapshot(operation, OPERATION_AUDIT_FIELDS)
-            Operation.objects.filter(pk=operation_id, status=OperationStatus.PENDING).update(
-                status=OperationStatus.RUNNING, started_at=now
-            )
-            operation.refresh_from_db()
-            audit_record(
-                actor=None,
-                action="operation.running",
-                obj=operation,
-                application=operation.application,
-                before=before,
-                after=snapshot(operation, OPERATION_AUDIT_FIELDS),
-            )
-            events.publish("operation.started", operation, operation.application)
+        if operation_can(operation.status, "operation.running"):
+            operation_transition(operation, "operation.running", actor=None, started_at=now)
     return True
 
 
@@ -305,9 +292,8 @@ def compensate(*, operation_id: int, error: str, actor: Any, reason: str = "") -
     """
     with transaction.atomic():
         operation = Operation.objects.select_for_update(no_key=True).select_related("application").get(pk=operation_id)
-        if operation.status not in (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.PAUSED):
+        if not operation_can(operation.status, "operation.rolling_back"):
             return operation
-        before = snapshot(operation, OPERATION_AUDIT_FIELDS)
         steps = list(operation.steps.order_by("position"))
         operation.steps.filter(status__in=(StepStatus.PENDING, StepStatus.WAITING)).update(status=StepStatus.SKIPPED)
         undo = compensation_for(steps)
@@ -322,99 +308,49 @@ def compensate(*, operation_id: int, error: str, actor: Any, reason: str = "") -
             )
             for i, s in enumerate(undo, start=1)
         )
-        Operation.objects.filter(pk=operation.pk).update(
-            status=OperationStatus.ROLLING_BACK,
+        operation_transition(
+            operation,
+            "operation.rolling_back",
+            actor=actor,
+            reason=reason or error,
             error=error[:2000],
             started_at=operation.started_at or clock.now(),
             wake_at=None,
             waiting_for="",
-        )
-        operation.refresh_from_db()
-        audit_record(
-            actor=actor,
-            action="operation.rolling_back",
-            obj=operation,
-            application=operation.application,
-            before=before,
-            after=snapshot(operation, OPERATION_AUDIT_FIELDS),
-            reason=reason or error,
         )
     return operation
 
 
 def _close(operation: Operation) -> None:
     """Every step is done: a rollback that completed rolls the release back; a plan without a final step succeeds."""
-    now = clock.now()
     with transaction.atomic():
         current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
-        if current.status not in (OperationStatus.RUNNING, OperationStatus.ROLLING_BACK):
-            return
-        before = snapshot(current, OPERATION_AUDIT_FIELDS)
-        rolling_back = current.status == OperationStatus.ROLLING_BACK
-        target = OperationStatus.ROLLED_BACK if rolling_back else OperationStatus.SUCCEEDED
-        if target == OperationStatus.ROLLED_BACK:
+        if operation_can(current.status, "operation.rolled_back"):
             release = Release.objects.select_for_update(no_key=True).get(pk=current.release_id)
             if release.status == ReleaseStatus.ROLLING_OUT:
                 release_roll_back(release=release, actor=None, reason=current.error or "Rolled back")
-        Operation.objects.filter(pk=current.pk, status=current.status).update(
-            status=target, finished_at=now, wake_at=None, waiting_for=""
-        )
-        current.refresh_from_db()
-        audit_record(
-            actor=None,
-            action=f"operation.{target}",
-            obj=current,
-            application=current.application,
-            before=before,
-            after=snapshot(current, OPERATION_AUDIT_FIELDS),
-            reason=current.error,
-        )
-        events.publish(f"operation.{target}", current, current.application)
+            operation_transition(current, "operation.rolled_back", actor=None, reason=current.error)
+        elif operation_can(current.status, "operation.succeeded"):
+            operation_transition(current, "operation.succeeded", actor=None, reason=current.error)
 
 
 def _fail(operation: Operation, error: str) -> None:
 
     with transaction.atomic():
         current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
-        if current.status not in RUNNABLE and current.status != OperationStatus.PAUSED:
+        if not operation_can(current.status, "operation.failed"):
             return
-        before = snapshot(current, OPERATION_AUDIT_FIELDS)
         release = Release.objects.select_for_update(no_key=True).get(pk=current.release_id)
         if release.status == ReleaseStatus.ROLLING_OUT:
             release_mark_failed(release=release, actor=None, reason=error)
-        Operation.objects.filter(pk=current.pk).update(
-            status=OperationStatus.FAILED, finished_at=clock.now(), error=error[:2000], wake_at=None, waiting_for=""
-        )
-        current.refresh_from_db()
-        audit_record(
-            actor=None,
-            action="operation.failed",
-            obj=current,
-            application=current.application,
-            before=before,
-            after=snapshot(current, OPERATION_AUDIT_FIELDS),
-            reason=error,
-        )
-        events.publish("operation.failed", current, current.application)
+        operation_transition(current, "operation.failed", actor=None, reason=error, error=error[:2000])
 
 
 def _pause_for_a_person(operation: Operation, why: str) -> None:
     with transaction.atomic():
         current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
-        if current.status != OperationStatus.RUNNING:
-            return
-        before = snapshot(current, OPERATION_AUDIT_FIELDS)
-        Operation.objects.filter(pk=current.pk).update(status=OperationStatus.PAUSED, waiting_for=why[:500])
-        current.refresh_from_db()
-        audit_record(
-            actor=None,
-            action="operation.paused",
-            obj=current,
-            application=current.application,
-            before=before,
-            after=snapshot(current, OPERATION_AUDIT_FIELDS),
-            reason=why,
-        )
+        if current.status == OperationStatus.RUNNING:  # a person may have paused or rolled it back meanwhile
+            operation_transition(current, "operation.paused", actor=None, reason=why, waiting_for=why[:500])
 
 
 # --- recovery ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from portal.core.status_guard import StatusGuardedModel
 from releases.catalog.models import Application, Environment, Release, StrategyKind
 
 
@@ -86,11 +87,13 @@ OPERATION_ACTIVE = frozenset(
 )
 
 
-class Operation(models.Model):
+class Operation(StatusGuardedModel):
     """One background run against an application's production (promotion or rollback).
 
     The RQ job carries only this row's id; the row and its steps are the source of truth.
     """
+
+    STATUS_WRITER = "strategies.operations.transitions.operation_transition"
 
     class Kind(models.TextChoices):
         PROMOTE = "promote", "Promotion"

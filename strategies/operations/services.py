@@ -26,7 +26,7 @@ from strategies.operations import engine
 from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep, Ring, StepStatus
 from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, compensation_for, swap_step
 from strategies.operations.registry import strategy_for
-from strategies.operations.steps import OPERATION_AUDIT_FIELDS
+from strategies.operations.transitions import operation_can, operation_refusal, operation_transition
 
 
 def _require_manager(actor: Any) -> None:
@@ -185,42 +185,10 @@ def operation_start(
     return operation
 
 
-def _change(operation: Operation, *, sources: set[str], target: str, action: str, actor: Any, reason: str) -> None:
-    with transaction.atomic():
-        current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
-        if current.status not in sources:
-            raise DomainError(
-                f"Operation #{current.pk} is {current.get_status_display().lower()}; it cannot be {action}."
-            )
-        before = snapshot(current, OPERATION_AUDIT_FIELDS)
-        Operation.objects.filter(pk=current.pk, status=current.status).update(status=target)
-        current.refresh_from_db()
-        audit_record(
-            actor=actor,
-            action=f"operation.{action.replace(' ', '_')}",
-            obj=current,
-            application=current.application,
-            before=before,
-            after=snapshot(current, OPERATION_AUDIT_FIELDS),
-            reason=reason,
-        )
-        if target == OperationStatus.RUNNING:
-            engine.enqueue_operation(current)
-    operation.refresh_from_db()
-
-
 def operation_pause(*, operation: Operation, actor: Any, reason: str = "") -> Operation:
     """Stop at the next step boundary (a step in progress finishes). Rollbacks cannot be paused."""
     _require_manager(actor)
-    _change(
-        operation,
-        sources={OperationStatus.PENDING, OperationStatus.RUNNING},
-        target=OperationStatus.PAUSED,
-        action="paused",
-        actor=actor,
-        reason=reason,
-    )
-    return operation
+    return operation_transition(operation, "operation.paused", actor=actor, reason=reason)
 
 
 def operation_resume(*, operation: Operation, actor: Any, reason: str = "") -> Operation:
@@ -238,14 +206,8 @@ def operation_resume(*, operation: Operation, actor: Any, reason: str = "") -> O
             OperationStep.objects.filter(pk=waiting.pk).update(
                 detail={**waiting.detail, "accept_inconclusive": True, "accepted_by": str(actor or "system")}
             )
-        _change(
-            operation,
-            sources={OperationStatus.PAUSED},
-            target=OperationStatus.RUNNING,
-            action="resumed",
-            actor=actor,
-            reason=reason,
-        )
+        operation_transition(operation, "operation.resumed", actor=actor, reason=reason)
+        engine.enqueue_operation(operation)
     return operation
 
 
@@ -254,10 +216,8 @@ def operation_promote_now(*, operation: Operation, actor: Any, reason: str = "")
     _require_manager(actor)
     with transaction.atomic():
         current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
-        if current.status not in (OperationStatus.RUNNING, OperationStatus.PAUSED, OperationStatus.PENDING):
-            raise DomainError(
-                f"Operation #{current.pk} is {current.get_status_display().lower()}; there is nothing to skip."
-            )
+        if not operation_can(current.status, "operation.promoted_now"):
+            raise DomainError(operation_refusal(current, "operation.promoted_now"))
         skippable = [
             s
             for s in current.steps.filter(status__in=(StepStatus.PENDING, StepStatus.WAITING)).order_by("position")
@@ -268,21 +228,16 @@ def operation_promote_now(*, operation: Operation, actor: Any, reason: str = "")
         OperationStep.objects.filter(pk__in=[s.pk for s in skippable]).update(
             status=StepStatus.SKIPPED, finished_at=clock.now()
         )
-        before = snapshot(current, OPERATION_AUDIT_FIELDS)
-        if current.status == OperationStatus.PAUSED:  # promoting now also resumes
-            Operation.objects.filter(pk=current.pk).update(status=OperationStatus.RUNNING, waiting_for="")
-        current.refresh_from_db()
-        audit_record(
+        resumes = {"waiting_for": ""} if current.status == OperationStatus.PAUSED else {}  # promoting now resumes
+        operation_transition(
+            operation,
+            "operation.promoted_now",
             actor=actor,
-            action="operation.promoted_now",
-            obj=current,
-            application=current.application,
-            before=before,
-            after={**snapshot(current, OPERATION_AUDIT_FIELDS), "skipped": [s.title for s in skippable]},
             reason=reason,
+            audit_after={"skipped": [s.title for s in skippable]},
+            **resumes,
         )
-        engine.enqueue_operation(current)
-    operation.refresh_from_db()
+        engine.enqueue_operation(operation)
     return operation
 
 
@@ -292,11 +247,8 @@ def operation_rollback(*, operation: Operation, actor: Any, reason: str) -> Oper
     reason = reason.strip()
     if not reason:
         raise DomainError("Say why you are rolling back; the reason is recorded.")
-    if operation.status not in (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.PAUSED):
-        raise DomainError(
-            f"Operation #{operation.pk} is {operation.get_status_display().lower()}; it cannot be rolled back. "
-            "To take a live release back, roll back the application."
-        )
+    if not operation_can(operation.status, "operation.rolling_back"):
+        raise DomainError(operation_refusal(operation, "operation.rolling_back"))
     error = f"Rolled back by {actor or 'the system'}: {reason}"
     with transaction.atomic():
         operation = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=reason)
@@ -487,17 +439,13 @@ def ring_approve(*, operation: Operation, actor: Any, comment: str = "") -> Oper
         step = _ring_decision(operation, actor)
         approval = {"by": actor.get_username(), "at": clock.now().isoformat(), "comment": comment.strip()}
         OperationStep.objects.filter(pk=step.pk).update(detail={**step.detail, "approval": approval})
-        before = snapshot(operation, OPERATION_AUDIT_FIELDS)
-        Operation.objects.filter(pk=operation.pk).update(status=OperationStatus.RUNNING, waiting_for="")
-        operation.refresh_from_db()
-        audit_record(
+        operation_transition(
+            operation,
+            "operation.ring_approved",
             actor=actor,
-            action="operation.ring_approved",
-            obj=operation,
-            application=operation.application,
-            before=before,
-            after={**snapshot(operation, OPERATION_AUDIT_FIELDS), "ring": step.parameters["ring_name"]},
             reason=comment.strip(),
+            audit_after={"ring": step.parameters["ring_name"]},
+            waiting_for="",
         )
         engine.enqueue_operation(operation)
     return operation

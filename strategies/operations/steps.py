@@ -20,18 +20,16 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from portal.core import clock, events
-from releases.audit.services import audit_record, snapshot
+from portal.core import clock
 from releases.catalog.models import Application, Release, ReleaseStatus
 from releases.catalog.providers import Attempt, HostingProvider, ProviderError, TransientError, call_with_retry
 from releases.catalog.providers.registry import provider_for
 from releases.catalog.services import release_go_live, release_restore, release_roll_back
 from strategies.operations.analysis import FAIL, PASS, AnalysisConfig, analyse
-from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
+from strategies.operations.models import Operation, OperationStep, StepStatus
+from strategies.operations.transitions import operation_can, operation_transition
 
 log = logging.getLogger("strategies.operations.engine")
-
-OPERATION_AUDIT_FIELDS = ["status", "error", "started_at", "finished_at", "waiting_for"]
 
 
 class StepFailed(Exception):
@@ -331,22 +329,10 @@ def _finish_step(step: OperationStep, now: datetime) -> None:
 
 
 def _succeed_operation(operation: Operation, now: datetime) -> None:
-    before = snapshot(operation, OPERATION_AUDIT_FIELDS)
-    updated = Operation.objects.filter(pk=operation.pk, status=OperationStatus.RUNNING).update(
-        status=OperationStatus.SUCCEEDED, finished_at=now, waiting_for="", wake_at=None
-    )
-    if updated != 1:
-        raise StepFailed(f"The operation is no longer running ({operation.status}); it was not completed.")
-    operation.refresh_from_db()
-    audit_record(
-        actor=None,
-        action="operation.succeeded",
-        obj=operation,
-        application=operation.application,
-        before=before,
-        after=snapshot(operation, OPERATION_AUDIT_FIELDS),
-    )
-    events.publish("operation.succeeded", operation, operation.application)
+    current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
+    if not operation_can(current.status, "operation.succeeded"):
+        raise StepFailed(f"The operation is no longer running ({current.status}); it was not completed.")
+    operation_transition(operation, "operation.succeeded", actor=None, finished_at=now)
 
 
 def go_live(ctx: StepContext) -> Outcome:

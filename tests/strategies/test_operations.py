@@ -10,6 +10,7 @@ from django.db import connection
 from rq import Queue, SimpleWorker
 
 from portal.core.errors import DomainError
+from portal.core.status_guard import arranging_state
 from releases.audit.models import AuditEvent
 from releases.catalog.models import (
     Application,
@@ -22,6 +23,7 @@ from releases.catalog.models import (
 from strategies.operations import services
 from strategies.operations.engine import operations_recover
 from strategies.operations.models import Operation, OperationStatus, StepStatus
+from tests.factories import ReleaseFactory
 from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, drive, with_load
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -290,8 +292,9 @@ def test_rolling_back_the_application_swaps_the_previous_build_back(
 def test_a_rollback_is_refused_when_the_previous_build_is_gone(
     checkout: Application, live: Release, candidate: Release, release_manager: User
 ) -> None:
-    Release.objects.filter(pk=live.pk).update(status=ReleaseStatus.SUPERSEDED)
-    Release.objects.filter(pk=candidate.pk).update(status=ReleaseStatus.LIVE)
+    with arranging_state():
+        Release.objects.filter(pk=live.pk).update(status=ReleaseStatus.SUPERSEDED)
+        Release.objects.filter(pk=candidate.pk).update(status=ReleaseStatus.LIVE)
     SimulatorSlot.objects.filter(application=checkout, slot_name="staging").update(version="1.2.0")
 
     with pytest.raises(DomainError, match=r"1\.0\.0 is no longer warm in Checkout.s staging"):
@@ -317,7 +320,7 @@ def test_starting_needs_an_approved_release_valid_options_and_the_role(
 def test_a_second_promotion_is_told_what_runs(
     checkout: Application, live: Release, candidate: Release, release_manager: User, rq_queues: dict[str, Queue]
 ) -> None:
-    other = Release.objects.create(
+    other = ReleaseFactory(
         application=checkout,
         version="1.1.1",
         status=ReleaseStatus.APPROVED,
