@@ -2,7 +2,8 @@
 
 Each function takes keyword-only arguments, runs in one transaction, writes its audit event(s) in
 that same transaction, and raises `DomainError` with a message a person can act on when the change
-is not allowed. Views and the API turn `DomainError` into a message or a 4xx, never a 500.
+is not allowed. `DomainError` lives in `portal.core.errors` (its `ErrorCode` says what the caller must
+do differently); views and the API turn it into a message or a 4xx by its code, never a 500.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from portal import clock
+from portal.core.errors import DomainError, ErrorCode  # DomainError stays importable from here
 
 from .audit import audit_record, snapshot
 from .models import (
@@ -29,10 +31,6 @@ from .models import (
 from .webhooks.services import webhook_emit
 
 S = ReleaseStatus
-
-
-class DomainError(Exception):
-    """A change the rules do not allow. `str(error)` is shown to the person who asked for it."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +142,9 @@ def _transition(release: Release, action: str, *, actor: Any, reason: str = "") 
         )
         if current.status not in transition.sources:
             raise DomainError(
+                ErrorCode.TRANSITION_NOT_ALLOWED,
                 f"{current} is {current.get_status_display().lower()}, so it cannot be {transition.verb}. "
-                f"{transition.hint}"
+                f"{transition.hint}",
             )
         before = snapshot(current, RELEASE_AUDIT_FIELDS)
         changes: dict[str, Any] = {"status": transition.target, "status_changed_at": now}
@@ -155,7 +154,9 @@ def _transition(release: Release, action: str, *, actor: Any, reason: str = "") 
             changes["live_at"] = now
         updated = Release.objects.filter(pk=current.pk, status=current.status).update(**changes)
         if updated != 1:  # pragma: no cover - select_for_update makes this unreachable on PostgreSQL
-            raise DomainError(f"{current} changed while you were acting on it; reload and try again.")
+            raise DomainError(
+                ErrorCode.CONCURRENT_CHANGE, f"{current} changed while you were acting on it; reload and try again."
+            )
         current.refresh_from_db()
         audit_record(
             actor=actor,
@@ -185,11 +186,21 @@ def release_register(
 ) -> Release:
     version = version.strip()
     if not version:
-        raise DomainError("A release needs a version.")
+        raise DomainError(
+            ErrorCode.INVALID, "A release needs a version.", fields={"version": "A release needs a version."}
+        )
     if committed_at is not None and committed_at > clock.now():
-        raise DomainError("The commit time is in the future; give the time the commit was made.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "The commit time is in the future; give the time the commit was made.",
+            fields={"committed_at": "The commit time is in the future."},
+        )
     if deployed_slot is not None and deployed_slot.application_id != application.pk:
-        raise DomainError(f"Slot {deployed_slot.name!r} does not belong to {application.name}.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"Slot {deployed_slot.name!r} does not belong to {application.name}.",
+            fields={"deployed_slot": f"Not a slot of {application.name}."},
+        )
     now = clock.now()
     try:
         with transaction.atomic():
@@ -235,7 +246,11 @@ def release_register(
             approval_request_open_on_arrival(release=release, actor=actor)
     except IntegrityError:
         if Release.objects.filter(application=application, version=version).exists():
-            raise DomainError(f"{application.name} already has a release {version}.") from None
+            raise DomainError(
+                ErrorCode.CONFLICT,
+                f"{application.name} already has a release {version}.",
+                fields={"version": f"{application.name} already has a release {version}."},
+            ) from None
         raise
     return release
 
@@ -254,7 +269,7 @@ def release_approve(*, release: Release, actor: Any, reason: str = "") -> Releas
 
 def release_reject(*, release: Release, actor: Any, reason: str) -> Release:
     if not reason.strip():
-        raise DomainError("Say why the release is rejected; a rejection needs a comment.")
+        raise DomainError(ErrorCode.INVALID, "Say why the release is rejected; a rejection needs a comment.")
     return _transition(release, "release.rejected", actor=actor, reason=reason)
 
 
@@ -268,7 +283,11 @@ def release_mark_failed(*, release: Release, actor: Any = None, reason: str) -> 
 
 def release_roll_back(*, release: Release, actor: Any, reason: str) -> Release:
     if not reason.strip():
-        raise DomainError("Say why the release is rolled back; a rollback needs a reason.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Say why the release is rolled back; a rollback needs a reason.",
+            fields={"reason": "A rollback needs a reason."},
+        )
     return _transition(release, "release.rolled_back", actor=actor, reason=reason)
 
 
@@ -276,11 +295,14 @@ def release_restore(*, release: Release, actor: Any, reason: str) -> Release:
     """Bring a superseded release back to live (the target of a rollback)."""
     live = Release.objects.filter(application_id=release.application_id, status=S.LIVE).exclude(pk=release.pk).first()
     if live is not None:
-        raise DomainError(f"{live} is live; roll it back before restoring {release.version}.")
+        raise DomainError(ErrorCode.CONFLICT, f"{live} is live; roll it back before restoring {release.version}.")
     try:
         return _transition(release, "release.restored", actor=actor, reason=reason)
     except IntegrityError:  # another release went live in between; the constraint held
-        raise DomainError(f"Another release of {release.application} went live meanwhile; reload and check.") from None
+        raise DomainError(
+            ErrorCode.CONCURRENT_CHANGE,
+            f"Another release of {release.application} went live meanwhile; reload and check.",
+        ) from None
 
 
 def release_go_live(*, release: Release, actor: Any = None, reason: str = "") -> Release:
@@ -403,7 +425,11 @@ def application_create(*, actor: Any, **fields: Any) -> Application:
     try:
         application.full_clean()
     except ValidationError as exc:
-        raise DomainError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        raise DomainError(
+            ErrorCode.INVALID,
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()),
+            fields=exc.message_dict,
+        ) from None
     with transaction.atomic():
         application.save()
         if application.provider == Provider.SIMULATOR:
@@ -485,15 +511,19 @@ def application_map_slots(*, application: Application, actor: Any, mapping: dict
     discovered = {s.name: s for s in slots}
     chosen = {stage: name for stage, name in mapping.items() if name}
     if chosen.get(Stage.PRODUCTION) != PRODUCTION_SLOT:
-        raise DomainError(f"Production must be the site's “{PRODUCTION_SLOT}” slot; it takes the live traffic.")
+        raise DomainError(
+            ErrorCode.INVALID, f"Production must be the site's “{PRODUCTION_SLOT}” slot; it takes the live traffic."
+        )
     if PRODUCTION_SLOT in {name for stage, name in chosen.items() if stage != Stage.PRODUCTION}:
-        raise DomainError("The production slot can only be bound to the production stage.")
+        raise DomainError(ErrorCode.INVALID, "The production slot can only be bound to the production stage.")
     used = list(chosen.values())
     if len(used) != len(set(used)):
-        raise DomainError("Each slot can serve one stage only; pick different slots.")
+        raise DomainError(ErrorCode.INVALID, "Each slot can serve one stage only; pick different slots.")
     unknown = set(used) - set(discovered)
     if unknown:
-        raise DomainError(f"The site has no slot named {', '.join(sorted(unknown))}; test the connection again.")
+        raise DomainError(
+            ErrorCode.INVALID, f"The site has no slot named {', '.join(sorted(unknown))}; test the connection again."
+        )
 
     with transaction.atomic():
         environments = {env.stage: env for env in application.environments.select_related("slot")}
@@ -503,7 +533,8 @@ def application_map_slots(*, application: Application, actor: Any, mapping: dict
             if stage not in chosen:
                 if env.approval_requests.exists() or env.operations.exists():
                     raise DomainError(
-                        f"{env.name} already has approvals or operations on record, so it cannot be unbound."
+                        ErrorCode.CONFLICT,
+                        f"{env.name} already has approvals or operations on record, so it cannot be unbound.",
                     )
                 env.delete()
                 del environments[stage]
@@ -542,8 +573,9 @@ def application_map_slots(*, application: Application, actor: Any, mapping: dict
             if not progressed:
                 stuck = ", ".join(f"{Stage(stage).label} → {name}" for stage, name in pending.items())
                 raise DomainError(
+                    ErrorCode.CONFLICT,
                     f"These stages want slots other stages still hold: {stuck}. Two stages cannot trade slots in "
-                    "one step; unbind one of them first."
+                    "one step; unbind one of them first.",
                 )
         after = {env.stage: env.slot.name for env in application.environments.select_related("slot")}
         if after != before:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from portal.core.errors import DomainError, ErrorCode
 from releases.models import StrategyKind
-from releases.services import DomainError
 
 from . import blue_green, canary, rings
 
@@ -25,4 +25,8 @@ def strategy_for(kind: str) -> ModuleType:
         return STRATEGIES[kind]
     except KeyError:
         offered = ", ".join(STRATEGIES)
-        raise DomainError(f"There is no strategy {kind!r} to promote with; choose one of {offered}.") from None
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"There is no strategy {kind!r} to promote with; choose one of {offered}.",
+            fields={"strategy": f"Choose one of {offered}."},
+        ) from None

@@ -16,6 +16,7 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from portal.core.errors import ErrorCode
 from portal.roles import Role, has_role
 
 from ..models import ApiToken
@@ -25,6 +26,8 @@ from .auth import IMPLIED_SCOPES, SCOPE_ROLES
 from .forms import TokenCreateForm, TokenRevokeForm
 from .problems import PROBLEM_TYPES, problem_response
 from .routing import API_ROOT, api
+
+CODE_SUMMARIES = {str(code): code.summary for code in ErrorCode}
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -225,7 +228,9 @@ def api_docs(request: HttpRequest) -> HttpResponse:
             for scope in ApiToken.Scope
         ],
         "problems": [
-            {"kind": kind, "status": status, "title": title} for kind, (status, title) in PROBLEM_TYPES.items()
+            {"kind": kind, "code": kind.replace("-", "_"), "status": status, "title": title, "summary": summary}
+            for kind, (status, title) in PROBLEM_TYPES.items()
+            for summary in [CODE_SUMMARIES.get(kind.replace("-", "_"), "")]
         ],
         "api_root": API_ROOT,
         "base": base,

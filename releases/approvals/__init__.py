@@ -1,8 +1,9 @@
 """Approvals: the rules a release meets between pre-production and the next environment.
 
 Services here follow `releases.services`: keyword-only arguments, one transaction, the audit event
-in that transaction, `DomainError` (or `ApprovalForbidden`, a 403) with a message a person can act
-on. The release lifecycle itself stays in `releases.services`; these functions call its transitions.
+in that transaction, `DomainError` with a code (`forbidden` or `approval_not_eligible` for a 403)
+and a message a person can act on. The release lifecycle itself stays in `releases.services`; these
+functions call its transitions.
 
 The model, in short:
 
@@ -23,7 +24,7 @@ The model, in short:
 
 from __future__ import annotations
 
-from .common import ApprovalForbidden, needs_approval, policy_of
+from .common import needs_approval, policy_of
 from .gates import (
     GateCheck,
     active_override,
@@ -57,7 +58,6 @@ from .workflow import (
 )
 
 __all__ = [
-    "ApprovalForbidden",
     "GateCheck",
     "PolicyProblems",
     "active_override",

@@ -1,4 +1,4 @@
-"""What every part of the approval workflow shares: the error for a refusal and the policy lookup."""
+"""What every part of the approval workflow shares: the policy lookup and the short names."""
 
 from __future__ import annotations
 
@@ -8,14 +8,9 @@ from ..models import (
     ApprovalRequestStatus,
     Environment,
 )
-from ..services import DomainError
 
 R = ApprovalRequestStatus
 Verdict = ApprovalDecision.Verdict
-
-
-class ApprovalForbidden(DomainError):
-    """The person may not do this at all; views answer 403 with the message."""
 
 
 def policy_of(environment: Environment) -> ApprovalPolicy | None:

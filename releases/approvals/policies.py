@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from portal import clock
+from portal.core.errors import DomainError, ErrorCode
 from portal.roles import Role, has_role, missing_role_message
 
 from ..audit import audit_record, snapshot
@@ -21,9 +22,8 @@ from ..models import (
     Environment,
     FreezeWindow,
 )
-from ..services import DomainError
 from . import freeze
-from .common import ApprovalForbidden, R, policy_of
+from .common import R, policy_of
 
 APPROVE_PERMISSION = Q(
     permissions__codename="approve_release", permissions__content_type__app_label="releases"
@@ -215,7 +215,7 @@ def policy_update(
     A webhook URL of None keeps the current one, "" removes it.
     """
     if actor is not None and not has_role(actor, Role.ADMIN):
-        raise ApprovalForbidden(missing_role_message(actor, Role.ADMIN))
+        raise DomainError(ErrorCode.FORBIDDEN, missing_role_message(actor, Role.ADMIN))
     current = policy_of(environment)
     teams = teams_webhook_url if teams_webhook_url is not None else (current.teams_webhook_url if current else "")
     slack = slack_webhook_url if slack_webhook_url is not None else (current.slack_webhook_url if current else "")
@@ -231,7 +231,11 @@ def policy_update(
         slack_webhook_url=slack,
     )
     if problems:
-        raise DomainError("The policy contradicts itself: " + "; ".join(problems.sentences()))
+        raise DomainError(
+            ErrorCode.INVALID,
+            "The policy contradicts itself: " + "; ".join(problems.sentences()),
+            fields=problems.fields,
+        )
     with transaction.atomic():
         policy, created = ApprovalPolicy.objects.select_for_update(no_key=True).get_or_create(environment=environment)
         before = None if created else _policy_snapshot(policy)

@@ -6,7 +6,6 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,7 +17,6 @@ from django_htmx.http import HttpResponseStopPolling
 from portal import clock
 from portal.htmx import partial_requested
 from portal.roles import Role, has_role, role_required
-from releases.approvals import ApprovalForbidden
 
 from .. import approvals, selectors
 from ..models import ApprovalRequest, ApprovalRequestStatus, Environment, Provider, Release, Slot
@@ -142,9 +140,9 @@ def approval_decide(request: HttpRequest, request_id: int) -> HttpResponse:
             verdict=form.cleaned_data["verdict"],
             comment=form.cleaned_data["comment"],
         )
-    except ApprovalForbidden as exc:
-        raise PermissionDenied(str(exc)) from None
     except DomainError as exc:
+        if exc.forbidden:
+            raise  # someone else must do it: the 403 page (portal.errors_middleware)
         approval.refresh_from_db()
         if on_release_page:
             form.add_error(None, str(exc))
@@ -203,9 +201,9 @@ def approval_override_freeze(request: HttpRequest, request_id: int) -> HttpRespo
             actor=request.user,
             reason=form.cleaned_data["reason"],
         )
-    except ApprovalForbidden as exc:
-        raise PermissionDenied(str(exc)) from None
     except DomainError as exc:
+        if exc.forbidden:
+            raise  # someone else must do it: the 403 page (portal.errors_middleware)
         messages.error(request, str(exc))
         context = _approval_context(request, approval, override_form=form)
         return render(request, "approvals/approval_detail.html", context, status=409)

@@ -20,6 +20,7 @@ from django.db import transaction
 from rq import Retry
 
 from portal import clock
+from portal.core.errors import DomainError, ErrorCode
 
 from ..audit import audit_record
 from ..models import Application, WebhookDelivery, WebhookSubscription
@@ -72,10 +73,9 @@ def events_problem(events: list[str]) -> str:
 
 
 def _check(url: str, events: list[str]) -> list[str]:
-    from ..services import DomainError  # releases.services imports this module (webhook_emit)
-
-    if problem := url_problem(url) or events_problem(events):
-        raise DomainError(problem)
+    problems = {"url": url_problem(url), "events": events_problem(events)}
+    if problem := problems["url"] or problems["events"]:
+        raise DomainError(ErrorCode.INVALID, problem, fields=problems)
     return [e for e in EVENT_TYPES if e in events]  # known order, no duplicates
 
 

@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.core.exceptions import PermissionDenied
 from django.test import Client
 
+from portal.core.errors import DomainError, ErrorCode
 from portal.roles import Role
 from releases.models import AuditEvent, Environment
-from releases.services import DomainError
 from strategies.flags import changes, schedules, services
 from strategies.flags.models import FlagChangeRequest
 from tests.factories import ApprovalPolicyFactory, UserFactory
@@ -41,8 +40,9 @@ def test_approval_needs_the_setting_and_a_policy_asking_for_approvals(
     production.approval_policy.approvals_required = 1
     production.approval_policy.save()
     assert changes.approval_required(production)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(DomainError) as refused:
         changes.set_approval(environment=production, on=False, actor=release_manager)
+    assert refused.value.code == ErrorCode.FORBIDDEN
     assert AuditEvent.objects.filter(action="flag_approval.enabled").count() == 1
 
 
@@ -88,8 +88,9 @@ def test_the_proposer_and_people_outside_the_policy_may_not_decide(
     assert "not an approver" in changes.ineligibility(outsider, request)
     assert "approver role" in changes.ineligibility(release_manager, request)
     assert "separation of duties" in changes.ineligibility(both, proposal)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(DomainError) as refused:
         changes.decide(request=proposal, actor=both, approve=True)
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
 
 
 def test_a_rejected_change_is_not_applied(

@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from portal import clock
+from portal.core.errors import DomainError, ErrorCode
 from portal.roles import Role
 from releases import approvals, services
-from releases.approvals import ApprovalForbidden
 from releases.models import (
     Application,
     ApprovalPolicy,
@@ -26,7 +26,6 @@ from releases.models import (
     SimulatorSlot,
     Stage,
 )
-from releases.services import DomainError
 from tests.factories import (
     ApplicationFactory,
     ApprovalPolicyFactory,
@@ -254,8 +253,9 @@ def test_whoever_registered_the_release_may_not_approve_it(checkout: Application
     policy_for(checkout, approvals_required=1)
     request = the_request(register(checkout, both))
 
-    with pytest.raises(ApprovalForbidden, match=r"You registered Checkout 2.0.0; separation of duties"):
+    with pytest.raises(DomainError, match=r"You registered Checkout 2.0.0; separation of duties") as refused:
         approvals.approval_decide(request=request, actor=both, verdict="approve")
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
     assert both not in approvals.approvers_for(request)
     assert set(approvals.approvers_for(request)) == set(people.values())
 
@@ -266,8 +266,9 @@ def test_whoever_asked_for_approval_may_not_approve_it(checkout: Application, re
     release = ReleaseFactory(application=checkout, created_by=release_manager)
     request = approvals.approval_request_open(release=release, actor=asker)
 
-    with pytest.raises(ApprovalForbidden, match=r"You asked for the approval of"):
+    with pytest.raises(DomainError, match=r"You asked for the approval of") as refused:
         approvals.approval_decide(request=request, actor=asker, verdict="approve")
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
 
 
 def test_self_approval_is_allowed_when_the_policy_allows_it(checkout: Application) -> None:
@@ -293,10 +294,12 @@ def test_named_people_and_groups_are_eligible_and_nobody_else(
     request = the_request(register(checkout, release_manager))
 
     assert list(approvals.approvers_for(request)) == [dan, gus]
-    with pytest.raises(ApprovalForbidden, match=r"You are not an approver for Production of Checkout"):
+    with pytest.raises(DomainError, match=r"You are not an approver for Production of Checkout") as refused:
         approvals.approval_decide(request=request, actor=people["ann"], verdict="approve")
-    with pytest.raises(ApprovalForbidden, match="needs the approver role"):
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
+    with pytest.raises(DomainError, match="needs the approver role") as refused:
         approvals.approval_decide(request=request, actor=vic, verdict="approve")
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
 
     approvals.approval_decide(request=request, actor=gus, verdict="approve")  # by group
     request.refresh_from_db()
@@ -429,8 +432,9 @@ def test_saving_a_policy_is_for_admins_and_audited_without_its_webhook_urls(
         "teams_webhook_url": "https://example.webhook.office.com/webhookb2/SECRET-TOKEN",
     }
 
-    with pytest.raises(ApprovalForbidden, match="needs the admin role"):
+    with pytest.raises(DomainError, match="needs the admin role") as refused:
         approvals.policy_update(actor=release_manager, **fields)
+    assert refused.value.code == ErrorCode.FORBIDDEN
     approvals.policy_update(actor=admin_user, **fields)
     approvals.policy_update(actor=admin_user, **(fields | {"approvals_required": 3, "teams_webhook_url": None}))
 
@@ -499,8 +503,9 @@ def test_a_freeze_blocks_promotion_until_an_admin_breaks_the_glass(
         assert approvals.promotion_blockers(release, production) == [
             "“Weekend freeze” freezes Production until Mon 19 Jan 2026 08:00 GMT."
         ]
-        with pytest.raises(ApprovalForbidden, match="needs the admin role"):
+        with pytest.raises(DomainError, match="needs the admin role") as refused:
             approvals.freeze_override(release=release, environment=production, actor=people["ann"], reason="Hotfix")
+        assert refused.value.code == ErrorCode.FORBIDDEN
         with pytest.raises(DomainError, match="an override needs a reason"):
             approvals.freeze_override(release=release, environment=production, actor=admin_user, reason=" ")
         override = approvals.freeze_override(

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from rq import Queue
 
-from releases.approvals import ApprovalForbidden
+from portal.core.errors import DomainError, ErrorCode
 from releases.models import (
     Application,
     AuditEvent,
@@ -25,7 +25,6 @@ from releases.models import (
     SimulatorVersionProfile,
     StepStatus,
 )
-from releases.services import DomainError
 from strategies import services
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
 from tests.strategies.conftest import VERSIONS, drive, with_load
@@ -237,10 +236,12 @@ def test_only_an_eligible_approver_decides_a_ring(
         services.ring_approve(operation=operation, actor=approver)
     drive(rq_queues["operations"], operation)
 
-    with pytest.raises(ApprovalForbidden, match="needs the approver role"):
+    with pytest.raises(DomainError, match="needs the approver role") as refused:
         services.ring_approve(operation=operation, actor=viewer)
-    with pytest.raises(ApprovalForbidden, match="needs the approver role"):
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
+    with pytest.raises(DomainError, match="needs the approver role") as refused:
         services.ring_approve(operation=operation, actor=release_manager)
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
     operation.refresh_from_db()
     assert operation.status == OperationStatus.PAUSED
 
