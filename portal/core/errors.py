@@ -67,7 +67,7 @@ class ErrorCode(StrEnum):
     APPROVAL_REQUIRED = (
         "approval_required",
         HTTPStatus.CONFLICT,
-        "Changes here need approval: propose the change instead of making it.",
+        "This needs an approval first: propose the change, or wait for the approver.",
     )
     # Not the caller's fault: try again later.
     PROVIDER_UNAVAILABLE = (
