@@ -3,6 +3,7 @@ code anywhere deciding by an error's words."""
 
 from __future__ import annotations
 
+import ast
 import pickle
 import re
 from http import HTTPStatus
@@ -123,6 +124,19 @@ def test_no_code_decides_by_matching_an_error_message(package: str) -> None:
         if MESSAGE_MATCHING.search(line)
     ]
     assert found == []
+
+
+def test_every_domain_error_raised_in_our_code_names_its_code() -> None:
+    uncoded = []
+    for package in ["portal", "releases", "strategies"]:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DomainError":
+                    first = node.args[0] if node.args else None
+                    named = isinstance(first, ast.Attribute) and getattr(first.value, "id", None) == "ErrorCode"
+                    if not named:
+                        uncoded.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert uncoded == []
 
 
 def test_the_core_errors_module_imports_nothing_of_the_project() -> None:
