@@ -135,6 +135,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "portal.core.timezones.UserTimezoneMiddleware",
     "releases.audit.middleware.AuditContextMiddleware",
+    # A DomainError no view caught: the 4xx page its code names, never a 500 (portal/errors_middleware.py).
+    "portal.errors_middleware.DomainErrorMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into the locked-out page
 ]
 

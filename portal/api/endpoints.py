@@ -271,8 +271,10 @@ def release_request_approval(
 def release_promote(request: Any, payload: PromoteIn | None = None, release_id: int = ReleaseId) -> Reply:
     """Start promoting an approved release into production with a strategy; a worker runs it.
 
-    Refused with 409 while the policy is not satisfied (approval, freeze window, slot health, another
-    operation): the problem's `blockers` lists each reason. Follow the operation at its `links.self`.
+    Refused with 409 while the policy is not satisfied (approval, freeze window, slot health): `code`
+    `promotion_blocked`, and the problem's `blockers` lists each reason; `operation_active` while another
+    operation runs, `transition_not_allowed` for a release that is not approved. Follow the operation at
+    its `links.self`.
     """
     payload = payload or PromoteIn()
     operation = services.operation_promote(

@@ -1,10 +1,14 @@
 """Errors of the API as problem documents (RFC 9457, `application/problem+json`).
 
 Every refusal — bad input, no or a bad token, a missing scope or role, a rule of the domain, too
-many requests — answers with one shape: `type`, `title`, `status`, `detail`, and, for bad input,
-`errors: [{field, message}]` naming each field. `install()` puts the handlers on the API, so an
-endpoint only raises (`ApiProblem`, `DomainError`, `ApprovalForbidden`, `Http404`) and never builds
-an error response itself.
+many requests — answers with one shape: `type`, `title`, `status`, `detail`, `code` (stable, for
+programs: `type` ends in `#problem-<code>` with dashes), and, for bad input, `errors: [{field,
+message}]` naming each field. `install()` puts the handlers on the API, so an endpoint only
+raises (`ApiProblem`, `DomainError`, `Http404`) and never builds an error response itself.
+
+A `DomainError` is mapped here and only here, by its `ErrorCode`: the status is the code's
+`api_status`, the type and `code` come from the code, `errors` from its `fields`, and a blocked
+promotion's `blockers` from its details. Nothing reads the message to decide.
 """
 
 from __future__ import annotations
@@ -19,8 +23,7 @@ from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from pydantic import Field
 
-from portal.core.errors import DomainError
-from releases.approvals.common import ApprovalForbidden
+from portal.core.errors import DomainError, ErrorCode
 
 if TYPE_CHECKING:
     from ninja import NinjaAPI
@@ -31,22 +34,40 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # `type` is a URI reference to the section of the API reference page that explains the problem.
 DOCS_PATH = "/api/v1/docs/"
 
+# The domain's codes (portal.core.errors.ErrorCode) as the API titles them.
+DOMAIN_TITLES: dict[ErrorCode, str] = {
+    ErrorCode.INVALID: "A value is not acceptable",
+    ErrorCode.NOT_FOUND: "Not found",
+    ErrorCode.FORBIDDEN: "Not allowed",
+    ErrorCode.APPROVAL_NOT_ELIGIBLE: "Not eligible to decide this approval",
+    ErrorCode.CONFLICT: "The request conflicts with the current state",
+    ErrorCode.TRANSITION_NOT_ALLOWED: "The status does not allow this",
+    ErrorCode.CONCURRENT_CHANGE: "Changed by someone else meanwhile",
+    ErrorCode.OPERATION_ACTIVE: "Another operation is running",
+    ErrorCode.PROMOTION_BLOCKED: "Promotion is blocked",
+    ErrorCode.APPROVAL_REQUIRED: "This needs an approval first",
+    ErrorCode.PROVIDER_UNAVAILABLE: "The hosting provider did not answer",
+}
+
+
+def slug(code: str) -> str:
+    """A code as it ends the problem's `type`: `promotion_blocked` → `promotion-blocked`."""
+    return code.replace("_", "-")
+
+
 # slug → (status, title): the kinds of problem the API answers with, listed on the reference page.
+# The API's own (reading the request, authentication, limits), then every code of the domain.
 PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "bad-request": (400, "The request could not be read"),
     "unauthenticated": (401, "Authentication needed"),
-    "forbidden": (403, "Not allowed"),
-    "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
-    "conflict": (409, "The request conflicts with the current state"),
-    "promotion-blocked": (409, "Promotion is blocked"),
     "in-progress": (409, "A request with this Idempotency-Key is in progress"),
     "payload-too-large": (413, "The request body is too large"),
     "validation": (422, "The request is not valid"),
     "idempotency-key-reused": (422, "The Idempotency-Key was used for a different request"),
     "rate-limited": (429, "Too many requests"),
     "server-error": (500, "Something went wrong on our side"),
-}
+} | {slug(code): (int(code.api_status), DOMAIN_TITLES[code]) for code in ErrorCode}
 
 
 class FieldProblem(Schema):
@@ -61,6 +82,10 @@ class Problem(Schema):
     title: str
     status: int
     detail: str = Field(description="What went wrong, in words a person can act on.")
+    code: str = Field(
+        description="What kind of problem, stable for programs to match: `type` ends in `#problem-<code>` "
+        "(with dashes). Domain codes: " + ", ".join(f"`{code}`" for code in ErrorCode) + "."
+    )
     errors: list[FieldProblem] | None = Field(None, description="Each field at fault (bad input only).")
     blockers: list[str] | None = Field(None, description="What stops the promotion (blocked promotions only).")
 
@@ -97,6 +122,13 @@ def field_error(field: str, message: str) -> ApiProblem:
     return ApiProblem("validation", f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
+def domain_problem(error: DomainError) -> ApiProblem:
+    """The one mapping of a domain refusal to a problem document: all of it comes from the code."""
+    errors = [{"field": name, "message": message} for name, messages in error.fields.items() for message in messages]
+    blockers = error.details.get("blockers") if error.code == ErrorCode.PROMOTION_BLOCKED else None
+    return ApiProblem(slug(error.code), error.message, errors=errors or None, blockers=blockers)
+
+
 def problem_body(kind: str, detail: str, *, status: int | None = None, **extra: Any) -> dict[str, Any]:
     default_status, title = PROBLEM_TYPES[kind]
     body: dict[str, Any] = {
@@ -104,6 +136,7 @@ def problem_body(kind: str, detail: str, *, status: int | None = None, **extra: 
         "title": title,
         "status": status or default_status,
         "detail": detail,
+        "code": kind.replace("-", "_"),
     }
     body.update({key: value for key, value in extra.items() if value is not None})
     return body
@@ -191,11 +224,11 @@ def install(api: NinjaAPI) -> None:
     def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
         return problem_response("not-found", str(exc) or "There is nothing at this address.")
 
-    def on_forbidden(request: HttpRequest, exc: Exception) -> HttpResponse:
+    def on_forbidden(request: HttpRequest, exc: Exception) -> HttpResponse:  # Django's own PermissionDenied
         return problem_response("forbidden", str(exc) or "You may not do this.")
 
     def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
-        return problem_response("conflict", str(exc))
+        return domain_problem(exc).response()
 
     def on_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
         return too_large().response()
@@ -214,7 +247,6 @@ def install(api: NinjaAPI) -> None:
     api.add_exception_handler(Throttled, on_throttled)
     api.add_exception_handler(Http404, on_not_found)
     api.add_exception_handler(PermissionDenied, on_forbidden)
-    api.add_exception_handler(ApprovalForbidden, on_forbidden)
     api.add_exception_handler(DomainError, on_domain_error)
     api.add_exception_handler(RequestDataTooBig, on_too_big)
 

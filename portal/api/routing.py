@@ -31,7 +31,7 @@ from releases.audit import services as audit
 
 API_ROOT = "/api/v1"
 READ_ERRORS = frozenset({401, 403, 404, 422, 429})
-WRITE_ERRORS = READ_ERRORS | {400, 409, 413}
+WRITE_ERRORS = READ_ERRORS | {400, 409, 413, 502}  # 502: the hosting provider did not answer
 
 DESCRIPTION = """\
 Slipway's API for pipelines: register the build you deployed to pre-production, ask for approval, wait
@@ -43,8 +43,10 @@ request approval); `operations:write` (promote, pause, resume, promote now, roll
 scope includes `read`. A token never does more than its owner's role allows at the time of the call.
 The portal's own pages may call the API with the session cookie and the `X-CSRFToken` header.
 
-**Errors** are `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail`, and for
-bad input `errors: [{field, message}]`. Unknown fields are refused.
+**Errors** are `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail`, `code`, and
+for bad input `errors: [{field, message}]`. Match on `code` (stable: `promotion_blocked`,
+`operation_active`, `transition_not_allowed`, `invalid`, ...; `type` ends in `#problem-<code>` with
+dashes), never on `detail`, whose words may change. Unknown fields are refused.
 
 **Lists** are newest first, `limit` items a page (at most 100); follow `next` for the next page.
 

@@ -1,5 +1,5 @@
 """What the API adds to the domain's services: looking things up by the names a pipeline knows,
-registering a version twice without an error, and promotion refusals as a list of blockers.
+registering a version twice without an error, and promotion options checked before the state.
 
 Everything that changes state is still done by `releases.catalog.services`, `releases.approvals` and
 `strategies.operations.services`, which audit it.
@@ -12,18 +12,14 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from portal.api.problems import ApiProblem, field_error
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.approvals import workflow
-from releases.approvals.common import ApprovalForbidden
-from releases.approvals.gates import approval_blocker, latest_gate_results
-from releases.approvals.models import ApprovalRequest, GateResult
+from releases.approvals.models import ApprovalRequest
 from releases.catalog.models import Application, Environment, Release, ReleaseStatus, Stage
 from releases.intake.services import release_register
 from strategies.operations import services as operations
 from strategies.operations.models import Operation
 from strategies.operations.registry import strategy_for
-
-BLOCKED_PREFIX = "Promotion is blocked"  # how strategies.operations.services.operation_start says it
 
 
 def application_by_slug(slug: str, *, field: str | None = None) -> Application:
@@ -57,10 +53,10 @@ def release_register_or_get(
                 application=application, version=version, actor=actor, deployed_slot=slot, **fields
             )
             created = True
-        except DomainError:
+        except DomainError as exc:
             # Registered by someone else since we looked (the unique constraint had the last word)?
             existing = Release.objects.filter(application=application, version=version).first()
-            if existing is None:
+            if exc.code != ErrorCode.CONFLICT or existing is None:
                 raise
     commit = fields.get("commit_sha", "")
     if not created and commit and existing.commit_sha and commit.lower() != existing.commit_sha.lower():
@@ -82,43 +78,20 @@ def approval_request_open(*, release: Release, stage: str | None, actor: Any, re
     return workflow.approval_request_open(release=release, actor=actor, environment=environment, reason=reason)
 
 
-def recorded_blockers(release: Release, environment: Environment | None) -> list[str]:
-    """What the gate evaluation just recorded as blocking, with the approval, in the service's order."""
-    if environment is None:
-        return []
-    results = latest_gate_results(release, environment)
-    freeze = [r.detail for r in results if r.gate == GateResult.Gate.NO_FREEZE and not r.passed]
-    others = [r.detail for r in results if r.gate != GateResult.Gate.NO_FREEZE and not r.passed]
-    approval = approval_blocker(release, environment)
-    return freeze + ([approval] if approval else []) + others
-
-
 def operation_promote(
     *, release: Release, strategy: str | None, parameters: dict[str, Any], actor: Any, reason: str
 ) -> Operation:
-    """Start the promotion of `release` to production; options are checked first (a 422 names them)."""
+    """Start the promotion of `release` to production.
+
+    The options are checked before the release's state, so bad input is a 422 naming `strategy` or
+    `parameters` whatever the release's status; a blocked promotion is the service's
+    `promotion_blocked` refusal, whose `blockers` the problem document lists.
+    """
     strategy = strategy or release.application.default_strategy
-    try:
-        module = strategy_for(strategy)
-    except DomainError as exc:
-        raise field_error("strategy", str(exc)) from None
-    try:
-        module.clean(parameters)
-    except DomainError as exc:
-        raise field_error("parameters", str(exc)) from None
-    try:
-        return operations.operation_start(
-            release=release, strategy=strategy, parameters=parameters, actor=actor, reason=reason
-        )
-    except ApprovalForbidden:
-        raise
-    except DomainError as exc:
-        if not str(exc).startswith(BLOCKED_PREFIX):
-            raise
-        production = release.application.environments.filter(stage=Stage.PRODUCTION).first()
-        raise ApiProblem(
-            "promotion-blocked", str(exc), blockers=recorded_blockers(release, production) or [str(exc)]
-        ) from None
+    strategy_for(strategy).clean(parameters)
+    return operations.operation_start(
+        release=release, strategy=strategy, parameters=parameters, actor=actor, reason=reason
+    )
 
 
 # --- reads ---------------------------------------------------------------------------------------------

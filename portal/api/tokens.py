@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from portal.api.auth import SCOPE_ROLES, TOKEN_MARK, token_hash
 from portal.api.models import ApiToken
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, has_role, missing_role_message
 from releases.audit.services import audit_record
 
@@ -47,26 +46,44 @@ def token_create(
     A scope the owner's role could not use is refused now rather than failing at every call later.
     """
     if owner.pk != actor.pk and not has_role(actor, Role.ADMIN):
-        raise PermissionDenied(missing_role_message(actor, Role.ADMIN))
+        raise DomainError(ErrorCode.FORBIDDEN, missing_role_message(actor, Role.ADMIN))
     name = name.strip()
     if not name or len(name) > 100:
-        raise DomainError("Give the token a name of 1 to 100 characters, such as the pipeline that uses it.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Give the token a name of 1 to 100 characters, such as the pipeline that uses it.",
+            fields={"name": "1 to 100 characters."},
+        )
     unknown = sorted(set(scopes) - set(ApiToken.Scope.values))
     if unknown or not scopes:
-        raise DomainError(f"Choose scopes among {', '.join(ApiToken.Scope.values)}.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"Choose scopes among {', '.join(ApiToken.Scope.values)}.",
+            fields={"scopes": f"Among {', '.join(ApiToken.Scope.values)}."},
+        )
     if not owner.is_active:
-        raise DomainError(f"{owner.get_username()} is deactivated; a token of theirs would not work.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"{owner.get_username()} is deactivated; a token of theirs would not work.",
+            fields={"owner": "Deactivated."},
+        )
     for scope in sorted(set(scopes)):
         role = SCOPE_ROLES[scope]
         if not has_role(owner, role):
             raise DomainError(
-                f"The {scope} scope needs the {role.label} role, which {owner.get_username()} does not hold."
+                ErrorCode.INVALID,
+                f"The {scope} scope needs the {role.label} role, which {owner.get_username()} does not hold.",
+                fields={"scopes": f"{scope} needs the {role.label} role."},
             )
     now = clock.now()
     if expires_at is not None and expires_at <= now:
-        raise DomainError("The expiry must be in the future.")
+        raise DomainError(ErrorCode.INVALID, "The expiry must be in the future.")
     if ApiToken.objects.filter(owner=owner, name=name).exists():
-        raise DomainError(f"{owner.get_username()} already has a token named “{name}”; choose another name.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"{owner.get_username()} already has a token named “{name}”; choose another name.",
+            fields={"name": "Taken; choose another name."},
+        )
     for _attempt in range(3):  # a prefix collision (1 in 4 billion per token) is simply tried again
         prefix = secrets.token_hex(4)
         raw = f"{TOKEN_MARK}_{prefix}_{secrets.token_urlsafe(32)}"
@@ -84,20 +101,27 @@ def token_create(
                 audit_record(actor=actor, action="api_token.created", obj=token, after=_snapshot(token))
         except IntegrityError:
             if ApiToken.objects.filter(owner=owner, name=name).exists():
-                raise DomainError(f"{owner.get_username()} already has a token named “{name}”.") from None
+                raise DomainError(
+                    ErrorCode.INVALID,
+                    f"{owner.get_username()} already has a token named “{name}”.",
+                    fields={"name": "Taken; choose another name."},
+                ) from None
             continue
         return IssuedToken(token, raw)
-    raise DomainError("Could not issue a token just now; try again.")  # pragma: no cover
+    raise DomainError(ErrorCode.CONCURRENT_CHANGE, "Could not issue a token just now; try again.")  # pragma: no cover
 
 
 def token_revoke(*, token: ApiToken, actor: Any, reason: str = "") -> ApiToken:
     """Revoke a token at once; its next call is refused (401). The owner or an admin may."""
     if token.owner_id != actor.pk and not has_role(actor, Role.ADMIN):
-        raise PermissionDenied(missing_role_message(actor, Role.ADMIN))
+        raise DomainError(ErrorCode.FORBIDDEN, missing_role_message(actor, Role.ADMIN))
     with transaction.atomic():
         current = ApiToken.objects.select_for_update(no_key=True).select_related("owner").get(pk=token.pk)
         if current.revoked_at is not None:
-            raise DomainError(f"The token {current.prefix} was already revoked on {current.revoked_at:%Y-%m-%d %H:%M}.")
+            raise DomainError(
+                ErrorCode.CONFLICT,
+                f"The token {current.prefix} was already revoked on {current.revoked_at:%Y-%m-%d %H:%M}.",
+            )
         before = _snapshot(current)
         ApiToken.objects.filter(pk=current.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
         current.refresh_from_db()

@@ -22,8 +22,10 @@ from portal.api.forms import TokenCreateForm, TokenRevokeForm
 from portal.api.models import ApiToken
 from portal.api.problems import PROBLEM_TYPES, problem_response
 from portal.api.routing import API_ROOT, api
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, has_role
+
+CODE_SUMMARIES = {str(code): code.summary for code in ErrorCode}
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -224,7 +226,9 @@ def api_docs(request: HttpRequest) -> HttpResponse:
             for scope in ApiToken.Scope
         ],
         "problems": [
-            {"kind": kind, "status": status, "title": title} for kind, (status, title) in PROBLEM_TYPES.items()
+            {"kind": kind, "code": kind.replace("-", "_"), "status": status, "title": title, "summary": summary}
+            for kind, (status, title) in PROBLEM_TYPES.items()
+            for summary in [CODE_SUMMARIES.get(kind.replace("-", "_"), "")]
         ],
         "api_root": API_ROOT,
         "base": base,

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import HttpRequest, HttpResponse
+
+from portal.core.errors import DomainError, ErrorCode
 
 
 class Role(models.TextChoices):
@@ -50,11 +51,14 @@ def missing_role_message(user: Any, role: Role) -> str:
 
 def require_role(user: Any, role: Role) -> None:
     if not has_role(user, role):
-        raise PermissionDenied(missing_role_message(user, role))
+        raise DomainError(ErrorCode.FORBIDDEN, missing_role_message(user, role))
 
 
 def role_required(role: Role) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """View decorator: 403 with a message naming the missing role. (Login is enforced globally.)"""
+    """View decorator: 403 with a message naming the missing role (portal.errors_middleware renders it).
+
+    Login is enforced globally.
+    """
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)

@@ -1,8 +1,9 @@
 """Approvals: the rules a release meets between pre-production and the next environment.
 
 Services here follow `releases.catalog.services`: keyword-only arguments, one transaction, the audit event
-in that transaction, `DomainError` (or `ApprovalForbidden`, a 403) with a message a person can act
-on. The release lifecycle itself stays in `releases.catalog.services`; these functions call its transitions.
+in that transaction, `DomainError` with a code (`forbidden` or `approval_not_eligible` for a 403)
+and a message a person can act on. The release lifecycle itself stays in `releases.catalog.services`; these
+functions call its transitions.
 
 The model, in short:
 

@@ -1,17 +1,12 @@
-"""What every part of the approval workflow shares: the error for a refusal and the policy lookup."""
+"""What every part of the approval workflow shares: the policy lookup and the short names."""
 
 from __future__ import annotations
 
-from portal.core.errors import DomainError
 from releases.approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequestStatus
 from releases.catalog.models import Environment
 
 R = ApprovalRequestStatus
 Verdict = ApprovalDecision.Verdict
-
-
-class ApprovalForbidden(DomainError):
-    """The person may not do this at all; views answer 403 with the message."""
 
 
 def policy_of(environment: Environment) -> ApprovalPolicy | None:

@@ -11,10 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, has_role, missing_role_message
 from releases.approvals import freeze
-from releases.approvals.common import ApprovalForbidden, R, Verdict, policy_of
+from releases.approvals.common import R, Verdict, policy_of
 from releases.approvals.models import ApprovalRequest, FreezeOverride, GateResult
 from releases.approvals.workflow import source_slot
 from releases.audit.services import audit_record
@@ -43,15 +43,19 @@ def active_override(release: Release, environment: Environment, at: datetime) ->
 def freeze_override(*, release: Release, environment: Environment, actor: Any, reason: str) -> FreezeOverride:
     """Break glass: let `release` into a frozen `environment` until the freeze ends. Admins only, with a reason."""
     if not has_role(actor, Role.ADMIN):
-        raise ApprovalForbidden(missing_role_message(actor, Role.ADMIN))
+        raise DomainError(ErrorCode.FORBIDDEN, missing_role_message(actor, Role.ADMIN))
     reason = reason.strip()
     if not reason:
-        raise DomainError("Say why the freeze must be broken; an override needs a reason.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Say why the freeze must be broken; an override needs a reason.",
+            fields={"reason": "An override needs a reason."},
+        )
     now = clock.now()
     policy = policy_of(environment)
     active = freeze_state(environment, now)
     if policy is None or not active:
-        raise DomainError(f"{environment.name} is not frozen now; there is nothing to override.")
+        raise DomainError(ErrorCode.CONFLICT, f"{environment.name} is not frozen now; there is nothing to override.")
     until = freeze.next_open_moment(policy.freeze_windows.all(), now)
     with transaction.atomic():
         override = FreezeOverride.objects.create(

@@ -12,10 +12,10 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, has_role, missing_role_message
 from releases.approvals import freeze
-from releases.approvals.common import ApprovalForbidden, R, policy_of
+from releases.approvals.common import R, policy_of
 from releases.approvals.models import ApprovalPolicy, ApprovalRequest, FreezeWindow
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import Environment
@@ -210,7 +210,7 @@ def policy_update(
     A webhook URL of None keeps the current one, "" removes it.
     """
     if actor is not None and not has_role(actor, Role.ADMIN):
-        raise ApprovalForbidden(missing_role_message(actor, Role.ADMIN))
+        raise DomainError(ErrorCode.FORBIDDEN, missing_role_message(actor, Role.ADMIN))
     current = policy_of(environment)
     teams = teams_webhook_url if teams_webhook_url is not None else (current.teams_webhook_url if current else "")
     slack = slack_webhook_url if slack_webhook_url is not None else (current.slack_webhook_url if current else "")
@@ -226,7 +226,11 @@ def policy_update(
         slack_webhook_url=slack,
     )
     if problems:
-        raise DomainError("The policy contradicts itself: " + "; ".join(problems.sentences()))
+        raise DomainError(
+            ErrorCode.INVALID,
+            "The policy contradicts itself: " + "; ".join(problems.sentences()),
+            fields=problems.fields,
+        )
     with transaction.atomic():
         policy, created = ApprovalPolicy.objects.select_for_update(no_key=True).get_or_create(environment=environment)
         before = None if created else _policy_snapshot(policy)

@@ -6,7 +6,6 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,7 +19,7 @@ from portal.core.htmx import partial_requested
 from portal.core.pages import page_render
 from portal.core.roles import Role, has_role, role_required
 from releases.approvals import freeze, workflow
-from releases.approvals.common import ApprovalForbidden, policy_of
+from releases.approvals.common import policy_of
 from releases.approvals.forms import (
     DecisionForm,
     FreezeWindowFormSet,
@@ -137,9 +136,9 @@ def approval_decide(request: HttpRequest, request_id: int) -> HttpResponse:
             verdict=form.cleaned_data["verdict"],
             comment=form.cleaned_data["comment"],
         )
-    except ApprovalForbidden as exc:
-        raise PermissionDenied(str(exc)) from None
     except DomainError as exc:
+        if exc.forbidden:
+            raise  # someone else must do it: the 403 page (portal.errors_middleware)
         approval.refresh_from_db()
         if on_release_page:
             form.add_error(None, str(exc))
@@ -196,9 +195,9 @@ def approval_override_freeze(request: HttpRequest, request_id: int) -> HttpRespo
             actor=request.user,
             reason=form.cleaned_data["reason"],
         )
-    except ApprovalForbidden as exc:
-        raise PermissionDenied(str(exc)) from None
     except DomainError as exc:
+        if exc.forbidden:
+            raise  # someone else must do it: the 403 page (portal.errors_middleware)
         messages.error(request, str(exc))
         context = _approval_context(request, approval, override_form=form)
         return render(request, "approvals/approval_detail.html", context, status=409)

@@ -10,10 +10,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal.core import clock, events
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, has_role
 from releases.approvals import freeze, notifications
-from releases.approvals.common import ApprovalForbidden, R, Verdict, needs_approval, policy_of
+from releases.approvals.common import R, Verdict, needs_approval, policy_of
 from releases.approvals.models import ApprovalDecision, ApprovalRequest
 from releases.approvals.policies import approvers_for, ineligibility
 from releases.audit.services import audit_record, snapshot
@@ -63,12 +63,21 @@ def approval_request_open(
     """Ask for approval of `release` into `environment` (its next one by default); approvers are notified."""
     environment = environment or approval_target(release)
     if environment is None:
-        raise DomainError(f"{release} already runs in the last environment; there is nothing to approve it for.")
+        raise DomainError(
+            ErrorCode.CONFLICT, f"{release} already runs in the last environment; there is nothing to approve it for."
+        )
     if environment.application_id != release.application_id:
-        raise DomainError(f"{environment} is not an environment of {release.application.name}.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"{environment} is not an environment of {release.application.name}.",
+            fields={"environment": f"Not an environment of {release.application.name}."},
+        )
     policy = policy_of(environment)
     if policy is None or policy.approvals_required == 0:
-        raise DomainError(f"{environment.name} needs no approval (its policy asks for none), so there is none to ask.")
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            f"{environment.name} needs no approval (its policy asks for none), so there is none to ask.",
+        )
     now = clock.now()
     with transaction.atomic():
         # One request at a time per release: the lock makes a double click open one request, not two.
@@ -76,13 +85,15 @@ def approval_request_open(
         pending = ApprovalRequest.objects.filter(release=locked, environment=environment, status=R.PENDING).first()
         if pending is not None:
             raise DomainError(
+                ErrorCode.CONFLICT,
                 f"{release} already waits for approval into {environment.name} "
-                f"(asked {timezone.localtime(pending.created_at):%d %b %H:%M}); decide that request instead."
+                f"(asked {timezone.localtime(pending.created_at):%d %b %H:%M}); decide that request instead.",
             )
         if locked.status != ReleaseStatus.REGISTERED:
             raise DomainError(
+                ErrorCode.TRANSITION_NOT_ALLOWED,
                 f"{release} is {locked.get_status_display().lower()}, so approval cannot be requested. "
-                "Only a registered release (or one whose request lapsed) can be sent for approval."
+                "Only a registered release (or one whose request lapsed) can be sent for approval.",
             )
         for older in ApprovalRequest.objects.select_for_update(no_key=True).filter(
             environment=environment, status=R.PENDING, release__application_id=release.application_id
@@ -155,9 +166,17 @@ def approval_decide(*, request: ApprovalRequest, actor: Any, verdict: str, comme
     """
     comment = comment.strip()
     if verdict not in Verdict.values:
-        raise DomainError(f"“{verdict}” is not a decision; approve or reject.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"“{verdict}” is not a decision; approve or reject.",
+            fields={"verdict": "Approve or reject."},
+        )
     if verdict == Verdict.REJECT and not comment:
-        raise DomainError("Say why you reject it; a rejection needs a comment.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Say why you reject it; a rejection needs a comment.",
+            fields={"comment": "A rejection needs a comment."},
+        )
     lapsed = False
     with transaction.atomic():
         current = (
@@ -167,7 +186,7 @@ def approval_decide(*, request: ApprovalRequest, actor: Any, verdict: str, comme
         )
         now = clock.now()
         if current.status != R.PENDING:
-            raise DomainError(_settled_message(current))
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, _settled_message(current))
         if now >= current.expires_at:
             _expire(current, now=now)  # make the lapse visible now rather than at the next sweep
             lapsed = True
@@ -175,8 +194,9 @@ def approval_decide(*, request: ApprovalRequest, actor: Any, verdict: str, comme
             _decide(current, actor=actor, verdict=verdict, comment=comment, now=now)
     if lapsed:
         raise DomainError(
+            ErrorCode.TRANSITION_NOT_ALLOWED,
             f"This request lapsed at {timezone.localtime(current.expires_at):%d %b %Y %H:%M} before your decision; "
-            "ask for approval again."
+            "ask for approval again.",
         )
     request.refresh_from_db()
     return request
@@ -184,17 +204,17 @@ def approval_decide(*, request: ApprovalRequest, actor: Any, verdict: str, comme
 
 def _decide(current: ApprovalRequest, *, actor: Any, verdict: str, comment: str, now: datetime) -> None:
     if problem := ineligibility(actor, current):
-        raise ApprovalForbidden(problem)
+        raise DomainError(ErrorCode.APPROVAL_NOT_ELIGIBLE, problem)
     previous = current.decisions.filter(approver=actor).first()
     if previous is not None:
-        raise DomainError(_already_decided(previous))
+        raise DomainError(ErrorCode.CONFLICT, _already_decided(previous))
     try:
         with transaction.atomic():
             decision = ApprovalDecision.objects.create(
                 request=current, approver=actor, verdict=verdict, comment=comment, decided_at=now
             )
     except IntegrityError:  # the constraint's last word, should a second decision slip past the lock
-        raise DomainError(_already_decided(current.decisions.get(approver=actor))) from None
+        raise DomainError(ErrorCode.CONFLICT, _already_decided(current.decisions.get(approver=actor))) from None
     approvals = current.decisions.filter(verdict=Verdict.APPROVE).count()
     audit_record(
         actor=actor,
@@ -227,7 +247,7 @@ def _settle(request: ApprovalRequest, status: str, *, actor: Any, now: datetime,
         status=status, settled_at=settled_at, waited=settled_at - request.created_at
     )
     if updated != 1:
-        raise DomainError("This request changed while you were deciding; reload the page.")
+        raise DomainError(ErrorCode.CONCURRENT_CHANGE, "This request changed while you were deciding; reload the page.")
     before = snapshot(request, REQUEST_AUDIT_FIELDS)
     request.refresh_from_db()
     application = request.release.application

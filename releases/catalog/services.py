@@ -2,7 +2,8 @@
 
 Each function takes keyword-only arguments, runs in one transaction, writes its audit event(s) in
 that same transaction, and raises `DomainError` with a message a person can act on when the change
-is not allowed. Views and the API turn `DomainError` into a message or a 4xx, never a 500.
+is not allowed. `DomainError` lives in `portal.core.errors` (its `ErrorCode` says what the caller must
+do differently); views and the API turn it into a message or a 4xx by its code, never a 500.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.status_guard import status_writer
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import (
@@ -151,8 +152,9 @@ def _transition(release: Release, action: str, *, actor: Any, reason: str = "") 
         )
         if current.status not in transition.sources:
             raise DomainError(
+                ErrorCode.TRANSITION_NOT_ALLOWED,
                 f"{current} is {current.get_status_display().lower()}, so it cannot be {transition.verb}. "
-                f"{transition.hint}"
+                f"{transition.hint}",
             )
         before = snapshot(current, RELEASE_AUDIT_FIELDS)
         changes: dict[str, Any] = {"status": transition.target, "status_changed_at": now}
@@ -163,7 +165,9 @@ def _transition(release: Release, action: str, *, actor: Any, reason: str = "") 
         with status_writer(Release):  # the one writer of Release.status (portal.core.status_guard)
             updated = Release.objects.filter(pk=current.pk, status=current.status).update(**changes)
         if updated != 1:  # pragma: no cover - select_for_update makes this unreachable on PostgreSQL
-            raise DomainError(f"{current} changed while you were acting on it; reload and try again.")
+            raise DomainError(
+                ErrorCode.CONCURRENT_CHANGE, f"{current} changed while you were acting on it; reload and try again."
+            )
         current.refresh_from_db()
         audit_record(
             actor=actor,
@@ -192,7 +196,7 @@ def release_approve(*, release: Release, actor: Any, reason: str = "") -> Releas
 
 def release_reject(*, release: Release, actor: Any, reason: str) -> Release:
     if not reason.strip():
-        raise DomainError("Say why the release is rejected; a rejection needs a comment.")
+        raise DomainError(ErrorCode.INVALID, "Say why the release is rejected; a rejection needs a comment.")
     return _transition(release, "release.rejected", actor=actor, reason=reason)
 
 
@@ -206,7 +210,11 @@ def release_mark_failed(*, release: Release, actor: Any = None, reason: str) -> 
 
 def release_roll_back(*, release: Release, actor: Any, reason: str) -> Release:
     if not reason.strip():
-        raise DomainError("Say why the release is rolled back; a rollback needs a reason.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Say why the release is rolled back; a rollback needs a reason.",
+            fields={"reason": "A rollback needs a reason."},
+        )
     return _transition(release, "release.rolled_back", actor=actor, reason=reason)
 
 
@@ -214,11 +222,14 @@ def release_restore(*, release: Release, actor: Any, reason: str) -> Release:
     """Bring a superseded release back to live (the target of a rollback)."""
     live = Release.objects.filter(application_id=release.application_id, status=S.LIVE).exclude(pk=release.pk).first()
     if live is not None:
-        raise DomainError(f"{live} is live; roll it back before restoring {release.version}.")
+        raise DomainError(ErrorCode.CONFLICT, f"{live} is live; roll it back before restoring {release.version}.")
     try:
         return _transition(release, "release.restored", actor=actor, reason=reason)
     except IntegrityError:  # another release went live in between; the constraint held
-        raise DomainError(f"Another release of {release.application} went live meanwhile; reload and check.") from None
+        raise DomainError(
+            ErrorCode.CONCURRENT_CHANGE,
+            f"Another release of {release.application} went live meanwhile; reload and check.",
+        ) from None
 
 
 def release_go_live(*, release: Release, actor: Any = None, reason: str = "") -> Release:
@@ -323,7 +334,11 @@ def application_create(*, actor: Any, **fields: Any) -> Application:
     try:
         application.full_clean()
     except ValidationError as exc:
-        raise DomainError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        raise DomainError(
+            ErrorCode.INVALID,
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()),
+            fields=exc.message_dict,
+        ) from None
     with transaction.atomic():
         application.save()
         if application.provider == Provider.SIMULATOR:
@@ -394,15 +409,19 @@ def application_map_slots(*, application: Application, actor: Any, mapping: dict
     discovered = {s.name: s for s in slots}
     chosen = {stage: name for stage, name in mapping.items() if name}
     if chosen.get(Stage.PRODUCTION) != PRODUCTION_SLOT:
-        raise DomainError(f"Production must be the site's “{PRODUCTION_SLOT}” slot; it takes the live traffic.")
+        raise DomainError(
+            ErrorCode.INVALID, f"Production must be the site's “{PRODUCTION_SLOT}” slot; it takes the live traffic."
+        )
     if PRODUCTION_SLOT in {name for stage, name in chosen.items() if stage != Stage.PRODUCTION}:
-        raise DomainError("The production slot can only be bound to the production stage.")
+        raise DomainError(ErrorCode.INVALID, "The production slot can only be bound to the production stage.")
     used = list(chosen.values())
     if len(used) != len(set(used)):
-        raise DomainError("Each slot can serve one stage only; pick different slots.")
+        raise DomainError(ErrorCode.INVALID, "Each slot can serve one stage only; pick different slots.")
     unknown = set(used) - set(discovered)
     if unknown:
-        raise DomainError(f"The site has no slot named {', '.join(sorted(unknown))}; test the connection again.")
+        raise DomainError(
+            ErrorCode.INVALID, f"The site has no slot named {', '.join(sorted(unknown))}; test the connection again."
+        )
 
     with transaction.atomic():
         environments = {env.stage: env for env in application.environments.select_related("slot")}
@@ -412,7 +431,8 @@ def application_map_slots(*, application: Application, actor: Any, mapping: dict
             if stage not in chosen:
                 if env.approval_requests.exists() or env.operations.exists():
                     raise DomainError(
-                        f"{env.name} already has approvals or operations on record, so it cannot be unbound."
+                        ErrorCode.CONFLICT,
+                        f"{env.name} already has approvals or operations on record, so it cannot be unbound.",
                     )
                 env.delete()
                 del environments[stage]
@@ -451,8 +471,9 @@ def application_map_slots(*, application: Application, actor: Any, mapping: dict
             if not progressed:
                 stuck = ", ".join(f"{Stage(stage).label} → {name}" for stage, name in pending.items())
                 raise DomainError(
+                    ErrorCode.CONFLICT,
                     f"These stages want slots other stages still hold: {stuck}. Two stages cannot trade slots in "
-                    "one step; unbind one of them first."
+                    "one step; unbind one of them first.",
                 )
         after = {env.stage: env.slot.name for env in application.environments.select_related("slot")}
         if after != before:

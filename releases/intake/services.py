@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from portal.core import clock, events
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.approvals.workflow import approval_request_open_on_arrival
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import Application, Environment, Provider, Release, Slot, Stage
@@ -32,11 +32,21 @@ def release_register(
 ) -> Release:
     version = version.strip()
     if not version:
-        raise DomainError("A release needs a version.")
+        raise DomainError(
+            ErrorCode.INVALID, "A release needs a version.", fields={"version": "A release needs a version."}
+        )
     if committed_at is not None and committed_at > clock.now():
-        raise DomainError("The commit time is in the future; give the time the commit was made.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "The commit time is in the future; give the time the commit was made.",
+            fields={"committed_at": "The commit time is in the future."},
+        )
     if deployed_slot is not None and deployed_slot.application_id != application.pk:
-        raise DomainError(f"Slot {deployed_slot.name!r} does not belong to {application.name}.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"Slot {deployed_slot.name!r} does not belong to {application.name}.",
+            fields={"deployed_slot": f"Not a slot of {application.name}."},
+        )
     now = clock.now()
     try:
         with transaction.atomic():
@@ -71,16 +81,18 @@ def release_register(
             ):
                 # On the simulator nothing else deploys builds: registering one plays the pipeline's
                 # deploy, so the slot an approver opens runs the version they are asked about.
-
                 simulator_deploy(application=application, slot_name=deployed_slot.name, version=version, actor=actor)
                 Slot.objects.filter(pk=deployed_slot.pk).update(running_version=version, current_release=release)
                 _simulate_ring_deploys(application, deployed_slot, version, actor)
             # A release that reaches an environment whose successor needs approval asks for it at once.
-
             approval_request_open_on_arrival(release=release, actor=actor)
     except IntegrityError:
         if Release.objects.filter(application=application, version=version).exists():
-            raise DomainError(f"{application.name} already has a release {version}.") from None
+            raise DomainError(
+                ErrorCode.CONFLICT,
+                f"{application.name} already has a release {version}.",
+                fields={"version": f"{application.name} already has a release {version}."},
+            ) from None
         raise
     return release
 

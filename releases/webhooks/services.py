@@ -20,7 +20,7 @@ from django.db import transaction
 from rq import Retry
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.audit.services import audit_record
 from releases.catalog.models import Application
 from releases.webhooks.delivery import deliver_webhook
@@ -74,9 +74,9 @@ def events_problem(events: list[str]) -> str:
 
 
 def _check(url: str, events: list[str]) -> list[str]:
-
-    if problem := url_problem(url) or events_problem(events):
-        raise DomainError(problem)
+    problems = {"url": url_problem(url), "events": events_problem(events)}
+    if problem := problems["url"] or problems["events"]:
+        raise DomainError(ErrorCode.INVALID, problem, fields=problems)
     return [e for e in EVENT_TYPES if e in events]  # known order, no duplicates
 
 

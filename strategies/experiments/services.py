@@ -22,7 +22,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, require_role
 from releases.audit.services import audit_record
 from strategies.experiments import stats
@@ -377,12 +377,13 @@ def experiment_start(*, experiment: Experiment, actor: Any, reason: str = "") ->
             experiment = _locked(experiment)
             if experiment.status != Status.DRAFT:
                 raise DomainError(
-                    f"{experiment.key} is {experiment.get_status_display().lower()}; only a draft starts."
+                    ErrorCode.TRANSITION_NOT_ALLOWED,
+                    f"{experiment.key} is {experiment.get_status_display().lower()}; only a draft starts.",
                 )
             flag = flag_services.flag_locked(experiment.flag)
             experiment.flag = flag
             if problem := hosting_problem(flag, experiment):
-                raise DomainError(problem)
+                raise DomainError(ErrorCode.CONFLICT, problem)
             before = snapshot(experiment)
             split = ", ".join(f"{v} {p:g} %" for v, p in experiment.allocation)
             request = _apply_to_flag(
@@ -400,7 +401,7 @@ def experiment_start(*, experiment: Experiment, actor: Any, reason: str = "") ->
             experiment.save()
             _audit(experiment, actor=actor, action=action, before=before, reason=reason)
     except IntegrityError:
-        raise DomainError(f"{experiment.flag.key} already hosts a running experiment.") from None
+        raise DomainError(ErrorCode.CONFLICT, f"{experiment.flag.key} already hosts a running experiment.") from None
     return experiment
 
 
@@ -416,7 +417,8 @@ def experiment_stop(*, experiment: Experiment, actor: Any, reason: str = "") -> 
         experiment = _locked(experiment)
         if experiment.status != Status.RUNNING:
             raise DomainError(
-                f"{experiment.key} is {experiment.get_status_display().lower()}; only a running one stops."
+                ErrorCode.TRANSITION_NOT_ALLOWED,
+                f"{experiment.key} is {experiment.get_status_display().lower()}; only a running one stops.",
             )
         analysis = _latest_analysis(experiment)
         flag = flag_services.flag_locked(experiment.flag)
@@ -456,14 +458,15 @@ def experiment_ship(*, experiment: Experiment, variant: str, actor: Any, reason:
         experiment = _locked(experiment)
         if experiment.status not in (Status.RUNNING, Status.STOPPED):
             raise DomainError(
-                f"{experiment.key} is {experiment.get_status_display().lower()}; decide a running or stopped one."
+                ErrorCode.TRANSITION_NOT_ALLOWED,
+                f"{experiment.key} is {experiment.get_status_display().lower()}; decide a running or stopped one.",
             )
         if variant not in experiment.variants:
             raise DefinitionError({"variant": [f"{variant!r} is not a variant of this experiment."]})
         analysis = _latest_analysis(experiment)
         flag = flag_services.flag_locked(experiment.flag)
         if variant not in flag.variants:
-            raise DomainError(f"{flag.key} no longer has the variant {variant!r}.")
+            raise DomainError(ErrorCode.CONFLICT, f"{flag.key} no longer has the variant {variant!r}.")
         before = snapshot(experiment)
         new_rules = _rules_without_split(flag, experiment)
         wanted: dict[str, Any] = {}

@@ -20,18 +20,16 @@ from datetime import date, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, has_role, missing_role_message, require_role
 from releases.approvals.common import policy_of
 from releases.approvals.policies import eligible_approvers
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment
 from strategies.flags import schedules, services
-from strategies.flags.definitions import DefinitionError
 from strategies.flags.models import DarkLaunch, Flag, FlagApprovalSetting, FlagChangeRequest
 from strategies.flags.selectors import definition_diff
 
@@ -99,7 +97,7 @@ def propose(*, flag: Flag, actor: Any, changes: dict[str, Any], summary: str) ->
         services.compile_flag(flag)  # raises DefinitionError for a bad change; nothing is saved
         after = services.flag_snapshot(flag)
         if after == before:
-            raise DomainError("That changes nothing.")
+            raise DomainError(ErrorCode.INVALID, "That changes nothing.")
         return _record_proposal(flag, actor, summary, before, after, changes=encoded)
 
 
@@ -146,7 +144,7 @@ class _DryRun(Exception):
 def _active_launch(flag: Flag) -> DarkLaunch:
     launch = flag.launches.filter(status=DarkLaunch.Status.ACTIVE).first()
     if launch is None:
-        raise DomainError(f"{flag.key} has no active dark launch any more.")
+        raise DomainError(ErrorCode.CONFLICT, f"{flag.key} has no active dark launch any more.")
     return launch
 
 
@@ -228,9 +226,11 @@ def decide(*, request: FlagChangeRequest, actor: Any, approve: bool, comment: st
             .get(pk=request.pk)
         )
         if request.status != Status.PENDING:
-            raise DomainError(f"This change is {request.get_status_display().lower()} already.")
+            raise DomainError(
+                ErrorCode.TRANSITION_NOT_ALLOWED, f"This change is {request.get_status_display().lower()} already."
+            )
         if problem := ineligibility(actor, request):
-            raise PermissionDenied(problem)
+            raise DomainError(ErrorCode.APPROVAL_NOT_ELIGIBLE, problem)
         now = clock.now()
         application = request.flag.environment.application
         if not approve:
@@ -283,7 +283,7 @@ def _apply(request: FlagChangeRequest, actor: Any) -> None:
         try:
             with transaction.atomic():
                 _run(request.action, flag, request.arguments, request.proposed_by)
-        except (DomainError, DefinitionError, PermissionDenied) as exc:
+        except DomainError as exc:  # DefinitionError is one
             request.status = Status.FAILED
             request.comment = (request.comment + "\n" if request.comment else "") + f"Not applied: {exc}"
             request.save()

@@ -49,6 +49,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
+from portal.core.errors import DomainError, ErrorCode
 from strategies.flags.models import FlagType
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -67,12 +68,19 @@ ENGINE_OPERATORS = frozenset(
 )
 
 
-class DefinitionError(ValueError):
-    """Input that would not make a valid flag definition. `errors` maps each field to its messages."""
+class DefinitionError(DomainError, ValueError):
+    """Input that would not make a valid flag definition: a `DomainError` with the `invalid` code whose
+    `fields` (also `errors`) map each field to its messages. Still a ValueError for the parsers that
+    catch that."""
 
     def __init__(self, errors: Mapping[str, list[str]]) -> None:
-        self.errors = {name: list(messages) for name, messages in errors.items() if messages}
-        super().__init__("; ".join(f"{name}: {' '.join(messages)}" for name, messages in self.errors.items()))
+        fields = {name: list(messages) for name, messages in errors.items() if messages}
+        message = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+        super().__init__(ErrorCode.INVALID, message, fields=fields)
+
+    @property
+    def errors(self) -> dict[str, list[str]]:
+        return self.fields
 
 
 class _Errors:

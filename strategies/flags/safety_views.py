@@ -6,7 +6,6 @@ Views parse a form, call a service (`schedules`, `changes`, `release_links`), re
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
@@ -98,9 +97,7 @@ def flag_change_decide(request: HttpRequest, slug: str, pk: int) -> HttpResponse
         change = changes.decide(
             request=change, actor=request.user, approve=approve, comment=form.cleaned_data["comment"]
         )
-    except DomainError as exc:
-        messages.error(request, str(exc))
-    except PermissionDenied as exc:
+    except DomainError as exc:  # not eligible (another approver must decide) included
         messages.error(request, str(exc))
     else:
         if change.status == FlagChangeRequest.Status.APPLIED:

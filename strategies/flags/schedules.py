@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.audit.services import audit_record
 from strategies.flags import services
 from strategies.flags.approval import approval_required
@@ -104,19 +104,24 @@ def schedule_create(
     with transaction.atomic():
         flag = services.flag_locked(flag)
         if flag.lifecycle == Lifecycle.ARCHIVED:
-            raise DomainError(f"{flag.key} is archived.")
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, f"{flag.key} is archived.")
         if kind != Kind.DISABLE_AT and not approved and approval_required(flag.environment):
             raise DomainError(
+                ErrorCode.APPROVAL_REQUIRED,
                 f"Changes to flags in {flag.environment.name} need approval: propose this schedule and an "
-                "approver decides it (only turning off can be scheduled directly)."
+                "approver decides it (only turning off can be scheduled directly).",
             )
         if kind == Kind.RAMP:
             if flag.targeting_override is not None:
-                raise DomainError(f"{flag.key} has hand-written targeting; a ramp needs the structured rules.")
+                raise DomainError(
+                    ErrorCode.CONFLICT, f"{flag.key} has hand-written targeting; a ramp needs the structured rules."
+                )
             if flag.launches.filter(status=DarkLaunch.Status.ACTIVE).exists():
-                raise DomainError(f"{flag.key} has an active dark launch: roll it out from the launch page.")
+                raise DomainError(
+                    ErrorCode.CONFLICT, f"{flag.key} has an active dark launch: roll it out from the launch page."
+                )
             if flag.schedules.filter(kind=Kind.RAMP, status=Status.PENDING).exists():
-                raise DomainError(f"{flag.key} already has a pending ramp; cancel it first.")
+                raise DomainError(ErrorCode.CONFLICT, f"{flag.key} already has a pending ramp; cancel it first.")
         cleaned = _clean_steps(flag, kind, variant, steps)
         schedule = FlagSchedule.objects.create(
             flag=flag,
@@ -147,7 +152,7 @@ def schedule_cancel(*, schedule: FlagSchedule, actor: Any, reason: str = "") -> 
         if not FlagSchedule.objects.filter(pk=schedule.pk, status=Status.PENDING).update(
             status=Status.CANCELLED, next_at=None, ended_at=now
         ):
-            raise DomainError("This schedule is no longer pending.")
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, "This schedule is no longer pending.")
         schedule.refresh_from_db()
         audit_record(
             actor=actor,

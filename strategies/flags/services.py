@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, require_role
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment
@@ -252,7 +252,7 @@ def flag_kill(*, flag: Flag, actor: Any, reason: str = "") -> Flag:
     with transaction.atomic():
         flag = flag_locked(flag)
         if not flag.enabled:
-            raise DomainError(f"{flag.key} is already killed.")
+            raise DomainError(ErrorCode.CONFLICT, f"{flag.key} is already killed.")
         before = flag_snapshot(flag)
         flag.enabled = False
         return flag_save(flag, actor=actor, action="flag.killed", before=before, reason=reason)
@@ -263,9 +263,9 @@ def flag_enable(*, flag: Flag, actor: Any, reason: str = "") -> Flag:
     with transaction.atomic():
         flag = flag_locked(flag)
         if flag.enabled:
-            raise DomainError(f"{flag.key} is already on.")
+            raise DomainError(ErrorCode.CONFLICT, f"{flag.key} is already on.")
         if flag.lifecycle == Lifecycle.ARCHIVED:
-            raise DomainError(f"{flag.key} is archived; it is no longer served.")
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, f"{flag.key} is archived; it is no longer served.")
         before = flag_snapshot(flag)
         flag.enabled = True
         return flag_save(flag, actor=actor, action="flag.enabled", before=before, reason=reason)
@@ -288,11 +288,14 @@ def flag_set_lifecycle(*, flag: Flag, to: str, actor: Any, reason: str = "") -> 
         if to not in LIFECYCLE_EDGES.get(flag.lifecycle, set()):
             allowed = ", ".join(Lifecycle(t).label.lower() for t in sorted(LIFECYCLE_EDGES.get(flag.lifecycle, ())))
             raise DomainError(
+                ErrorCode.TRANSITION_NOT_ALLOWED,
                 f"{flag.key} is {Lifecycle(flag.lifecycle).label.lower()}; it can become {allowed or 'nothing else'}, "
-                f"not {to}."
+                f"not {to}.",
             )
         if to == Lifecycle.ARCHIVED and flag.launches.filter(status=DarkLaunch.Status.ACTIVE).exists():
-            raise DomainError(f"{flag.key} has an active dark launch; roll it out or kill it before archiving.")
+            raise DomainError(
+                ErrorCode.CONFLICT, f"{flag.key} has an active dark launch; roll it out or kill it before archiving."
+            )
         before = flag_snapshot(flag)
         flag.lifecycle = to
         if to == Lifecycle.PERMANENT:
@@ -319,9 +322,12 @@ def flag_rule_remove(*, flag: Flag, index: int, actor: Any) -> Flag:
         rules = dict(flag.rules or {})
         current = list(rules.get("rules", []))
         if not 0 <= index < len(current):
-            raise DomainError(f"{flag.key} has no rule {index + 1}.")
+            raise DomainError(ErrorCode.NOT_FOUND, f"{flag.key} has no rule {index + 1}.")
         if current[index].get("launch"):
-            raise DomainError("That rule is the cohort of an active dark launch: kill or roll out the launch instead.")
+            raise DomainError(
+                ErrorCode.CONFLICT,
+                "That rule is the cohort of an active dark launch: kill or roll out the launch instead.",
+            )
         before = flag_snapshot(flag)
         del current[index]
         rules["rules"] = current
@@ -395,7 +401,9 @@ def segment_delete(*, segment: Segment, actor: Any) -> None:
     with transaction.atomic():
         used = segment_users(segment)
         if used:
-            raise DomainError(f"The segment {segment.key} is used by {', '.join(used)}; remove it there first.")
+            raise DomainError(
+                ErrorCode.CONFLICT, f"The segment {segment.key} is used by {', '.join(used)}; remove it there first."
+            )
         before = _segment_snapshot(segment)
         audit_record(actor=actor, action="segment.deleted", obj=segment, application=segment.application, before=before)
         segment.delete()
@@ -469,7 +477,7 @@ def api_key_revoke(*, key: FlagApiKey, actor: Any, reason: str = "") -> FlagApiK
             FlagApiKey.objects.select_for_update(no_key=True).select_related("environment__application").get(pk=key.pk)
         )
         if key.revoked_at is not None:
-            raise DomainError(f"{key} is already revoked.")
+            raise DomainError(ErrorCode.CONFLICT, f"{key} is already revoked.")
         key.revoked_at = clock.now()
         key.save(update_fields=["revoked_at"])
         audit_record(
@@ -501,7 +509,8 @@ def _direct_change_allowed(environment: Environment, approved: bool) -> None:
 
     if not approved and approval_required(environment):
         raise DomainError(
-            f"Changes to flags in {environment.name} need approval: propose this and an approver decides it."
+            ErrorCode.APPROVAL_REQUIRED,
+            f"Changes to flags in {environment.name} need approval: propose this and an approver decides it.",
         )
 
 
@@ -601,13 +610,15 @@ def launch_start(
         if variant == flag.default_variant:
             raise DefinitionError({"variant": [f"{variant!r} is what everyone gets already (the default)."]})
         if not flag.enabled:
-            raise DomainError(f"{flag.key} is killed; turn it back on before launching.")
+            raise DomainError(ErrorCode.CONFLICT, f"{flag.key} is killed; turn it back on before launching.")
         if flag.lifecycle == Lifecycle.ARCHIVED:
-            raise DomainError(f"{flag.key} is archived.")
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, f"{flag.key} is archived.")
         if flag.targeting_override is not None:
-            raise DomainError(f"{flag.key} has hand-written targeting; a launch needs the structured rules.")
+            raise DomainError(
+                ErrorCode.CONFLICT, f"{flag.key} has hand-written targeting; a launch needs the structured rules."
+            )
         if flag.launches.filter(status=DarkLaunch.Status.ACTIVE).exists():
-            raise DomainError(f"{flag.key} already has an active dark launch.")
+            raise DomainError(ErrorCode.CONFLICT, f"{flag.key} already has an active dark launch.")
         cohort = _clean_cohort(flag, segments=segments, users=users, percent=percent)
         previous = (flag.rules or {}).get("fallthrough")
         if previous:
@@ -630,7 +641,10 @@ def launch_start(
 def _active(launch: DarkLaunch) -> DarkLaunch:
     launch = DarkLaunch.objects.select_for_update(no_key=True).get(pk=launch.pk)
     if launch.status != DarkLaunch.Status.ACTIVE:
-        raise DomainError(f"This dark launch is {launch.get_status_display().lower()}; nothing more can change.")
+        raise DomainError(
+            ErrorCode.TRANSITION_NOT_ALLOWED,
+            f"This dark launch is {launch.get_status_display().lower()}; nothing more can change.",
+        )
     launch.flag = flag_locked(launch.flag)
     return launch
 
@@ -662,7 +676,7 @@ def launch_widen(
         if percent is not None:
             cohort["percent"] = None if percent >= 100 else percent
         if cohort == current:
-            raise DomainError("That cohort is already in the launch.")
+            raise DomainError(ErrorCode.CONFLICT, "That cohort is already in the launch.")
         before = flag_snapshot(flag)
         launch.cohort = cohort
         launch.save(update_fields=["cohort"])

@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.htmx import partial_requested
 from portal.core.roles import Role, require_role, role_required
 from releases.catalog.models import Application
@@ -237,7 +237,7 @@ def flag_rule_remove(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             rules = dict(flag.rules or {})
             current = list(rules.get("rules", []))
             if not 0 <= index < len(current) or current[index].get("launch"):
-                raise DomainError(f"{flag.key} has no rule {index + 1} that can be removed here.")
+                raise DomainError(ErrorCode.NOT_FOUND, f"{flag.key} has no rule {index + 1} that can be removed here.")
             rules["rules"] = current[:index] + current[index + 1 :]
             changes.propose(flag=flag, actor=request.user, changes={"rules": rules}, summary=f"remove rule {index + 1}")
             messages.success(request, f"Proposed removing rule {index + 1} of {flag.key}: it applies once approved.")
@@ -260,7 +260,7 @@ def flag_kill(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     try:
         if request.POST.get("state") == "on" and approval_required(flag.environment):
             if flag.enabled:
-                raise DomainError(f"{flag.key} is already on.")
+                raise DomainError(ErrorCode.CONFLICT, f"{flag.key} is already on.")
             changes.propose(flag=flag, actor=request.user, changes={"enabled": True}, summary=reason or "turn back on")
             messages.success(request, f"Proposed turning {flag.key} back on: it applies once approved.")
         elif request.POST.get("state") == "on":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, clean_options, promotion_swap_step
 
 LABEL = "Blue-green slot swap"
@@ -25,7 +25,11 @@ DEFAULTS: dict[str, Any] = {
 def clean(parameters: dict[str, Any]) -> dict[str, Any]:
     options = clean_options(parameters, DEFAULTS, strategy="blue-green")
     if options["verify_interval_seconds"] <= 0:
-        raise DomainError("Invalid strategy options — verify_interval_seconds must be more than 0.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Invalid strategy options — verify_interval_seconds must be more than 0.",
+            fields={"parameters": "verify_interval_seconds must be more than 0."},
+        )
     return options
 
 

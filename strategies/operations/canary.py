@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, clean_options, promotion_swap_step
 
 LABEL = "Canary"
@@ -34,12 +34,22 @@ def clean(parameters: dict[str, Any]) -> dict[str, Any]:
     shares = options["shares"]
     if not shares or any(not 0 < s <= 100 for s in shares) or shares != sorted(set(shares)):
         raise DomainError(
-            f"Invalid strategy options — shares must rise strictly, each from 1 to 100 %, not {shares!r}."
+            ErrorCode.INVALID,
+            f"Invalid strategy options — shares must rise strictly, each from 1 to 100 %, not {shares!r}.",
+            fields={"parameters": "shares must rise strictly, each from 1 to 100 %."},
         )
     if not 0 < options["alpha"] < 0.5:
-        raise DomainError("Invalid strategy options — alpha must be between 0 and 0.5.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Invalid strategy options — alpha must be between 0 and 0.5.",
+            fields={"parameters": "alpha must be between 0 and 0.5."},
+        )
     if options["analysis_minutes"] < 1:
-        raise DomainError("Invalid strategy options — analysis_minutes must be at least 1.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Invalid strategy options — analysis_minutes must be at least 1.",
+            fields={"parameters": "analysis_minutes must be at least 1."},
+        )
     return options
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.catalog.models import Application, Environment, Release
 from strategies.operations.models import OperationStep, StepStatus
 
@@ -116,7 +116,11 @@ def clean_options(parameters: dict[str, Any], defaults: dict[str, Any], *, strat
     """
 
     if not isinstance(parameters, dict):
-        raise DomainError("Strategy options must be an object of name → value.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Strategy options must be an object of name → value.",
+            fields={"parameters": "An object of name → value."},
+        )
     unknown = sorted(set(parameters) - set(defaults))
     problems = [f"{name}: unknown option for {strategy} (known: {', '.join(defaults)})" for name in unknown]
     cleaned = dict(defaults)
@@ -140,5 +144,9 @@ def clean_options(parameters: dict[str, Any], defaults: dict[str, Any], *, strat
         else:
             cleaned[name] = value
     if problems:
-        raise DomainError("Invalid strategy options — " + "; ".join(problems) + ".")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Invalid strategy options — " + "; ".join(problems) + ".",
+            fields={"parameters": problems},
+        )
     return cleaned

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.catalog.models import StrategyKind
 from strategies.operations import blue_green, canary, rings
 
@@ -24,4 +24,8 @@ def strategy_for(kind: str) -> ModuleType:
         return STRATEGIES[kind]
     except KeyError:
         offered = ", ".join(STRATEGIES)
-        raise DomainError(f"There is no strategy {kind!r} to promote with; choose one of {offered}.") from None
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"There is no strategy {kind!r} to promote with; choose one of {offered}.",
+            fields={"strategy": f"Choose one of {offered}."},
+        ) from None

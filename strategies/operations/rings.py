@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.catalog.models import Application, Stage
 from releases.catalog.providers import ProviderError
 from releases.catalog.providers.registry import provider_for
@@ -37,9 +37,17 @@ DEFAULTS: dict[str, Any] = {
 def clean(parameters: dict[str, Any]) -> dict[str, Any]:
     options = clean_options(parameters, DEFAULTS, strategy="rings")
     if not 0 < options["alpha"] < 0.5:
-        raise DomainError("Invalid strategy options — alpha must be between 0 and 0.5.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Invalid strategy options — alpha must be between 0 and 0.5.",
+            fields={"parameters": "alpha must be between 0 and 0.5."},
+        )
     if options["analysis_minutes"] < 1:
-        raise DomainError("Invalid strategy options — analysis_minutes must be at least 1.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Invalid strategy options — analysis_minutes must be at least 1.",
+            fields={"parameters": "analysis_minutes must be at least 1."},
+        )
     return options
 
 
@@ -53,17 +61,21 @@ def target_slots(target: Application, version: str) -> tuple[str, str, str]:
     staging = target.environments.filter(stage=Stage.PREPRODUCTION).select_related("slot").first()
     if production is None or staging is None:
         raise DomainError(
-            f"Ring target {target.name} needs a pre-production and a production environment to swap between."
+            ErrorCode.CONFLICT,
+            f"Ring target {target.name} needs a pre-production and a production environment to swap between.",
         )
     try:
         states = {s.name: s.version for s in provider_for(target).slot_states(target)}
     except ProviderError as exc:
-        raise DomainError(f"The provider could not say what {target.name}'s slots run: {exc}") from None
+        raise DomainError(
+            ErrorCode.PROVIDER_UNAVAILABLE, f"The provider could not say what {target.name}'s slots run: {exc}"
+        ) from None
     staged = states.get(staging.slot.name, "")
     if staged != version:
         raise DomainError(
+            ErrorCode.CONFLICT,
             f"Ring target {target.name}'s {staging.slot.name} slot runs {staged or 'nothing'}, not {version}; "
-            f"deploy {version} there first."
+            f"deploy {version} there first.",
         )
     return staging.slot.name, production.slot.name, states.get(production.slot.name, "")
 
@@ -82,7 +94,9 @@ def plan(ctx: PlanContext, options: dict[str, Any]) -> list[StepSpec]:
     rings = rings_of(application)
     if not rings:
         raise DomainError(
-            f"{application.name} has no rings. Define them on the application's rings page, or choose another strategy."
+            ErrorCode.CONFLICT,
+            f"{application.name} has no rings. "
+            "Define them on the application's rings page, or choose another strategy.",
         )
     steps = [StepSpec("check_health", f"Gate: {src} ({ctx.new_version}) answers its health check", {"slot": src})]
     routes_traffic = False
@@ -104,10 +118,15 @@ def plan(ctx: PlanContext, options: dict[str, Any]) -> list[StepSpec]:
         else:
             targets = list(ring.targets.order_by("name"))
             if not targets:
-                raise DomainError(f"{label} has no target applications; add some or delete the ring.")
+                raise DomainError(
+                    ErrorCode.CONFLICT, f"{label} has no target applications; add some or delete the ring."
+                )
             for target in targets:
                 if target.pk == application.pk:
-                    raise DomainError(f"{label} names {application.name} itself; its own production is the last ring.")
+                    raise DomainError(
+                        ErrorCode.CONFLICT,
+                        f"{label} names {application.name} itself; its own production is the last ring.",
+                    )
                 staging, production, running = placed[target.pk] = target_slots(target, ctx.new_version)
                 on = {"application": target.pk, "application_name": target.name}
                 steps.append(

@@ -11,9 +11,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role, has_role, missing_role_message
-from releases.approvals.common import ApprovalForbidden, policy_of
+from releases.approvals.common import policy_of
 from releases.approvals.gates import promotion_blockers
 from releases.approvals.models import ApprovalRequest, ApprovalRequestStatus
 from releases.approvals.workflow import source_slot
@@ -31,7 +31,7 @@ from strategies.operations.transitions import operation_can, operation_refusal, 
 
 def _require_manager(actor: Any) -> None:
     if actor is not None and not has_role(actor, Role.RELEASE_MANAGER):
-        raise ApprovalForbidden(missing_role_message(actor, Role.RELEASE_MANAGER))
+        raise DomainError(ErrorCode.FORBIDDEN, missing_role_message(actor, Role.RELEASE_MANAGER))
 
 
 def active_operation(application: Application) -> Operation | None:
@@ -43,7 +43,10 @@ def active_operation(application: Application) -> Operation | None:
 def _already_running(application: Application) -> DomainError:
     running = active_operation(application)
     what = f"{running} (#{running.pk})" if running else "an operation that has just started"
-    return DomainError(f"Another operation is already running on {application.name}: {what}. Wait for it or stop it.")
+    return DomainError(
+        ErrorCode.OPERATION_ACTIVE,
+        f"Another operation is already running on {application.name}: {what}. Wait for it or stop it.",
+    )
 
 
 def ring_operation_touching(application: Application) -> Operation | None:
@@ -60,8 +63,9 @@ def _refuse_ring_conflicts(application: Application, strategy: str) -> None:
     other = ring_operation_touching(application)
     if other is not None:
         raise DomainError(
+            ErrorCode.OPERATION_ACTIVE,
             f"{application.name} is a ring of {other.application.name}'s running promotion #{other.pk}; "
-            "wait for it to finish."
+            "wait for it to finish.",
         )
     if strategy == StrategyKind.RINGS:
         for ring in application.rings.prefetch_related("targets"):
@@ -69,17 +73,24 @@ def _refuse_ring_conflicts(application: Application, strategy: str) -> None:
                 running = active_operation(target) or ring_operation_touching(target)
                 if running is not None and running.application_id != application.pk:
                     raise DomainError(
+                        ErrorCode.OPERATION_ACTIVE,
                         f"Ring target {target.name} is busy with operation #{running.pk} ({running}); "
-                        "wait for it to finish."
+                        "wait for it to finish.",
                     )
 
 
 def _production(release: Release, environment: Environment | None) -> Environment:
     environment = environment or release.application.environments.filter(stage=Stage.PRODUCTION).first()
     if environment is None:
-        raise DomainError(f"{release.application.name} has no production environment to promote into.")
+        raise DomainError(
+            ErrorCode.CONFLICT, f"{release.application.name} has no production environment to promote into."
+        )
     if environment.application_id != release.application_id:
-        raise DomainError(f"{environment} is not an environment of {release.application.name}.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"{environment} is not an environment of {release.application.name}.",
+            fields={"environment": f"Not an environment of {release.application.name}."},
+        )
     return environment
 
 
@@ -87,17 +98,23 @@ def plan_context(release: Release, environment: Environment) -> PlanContext:
     """Where the build runs and what production runs, read from the provider now."""
     slot = source_slot(release, environment)
     if slot is None:
-        raise DomainError(f"Slipway does not know which slot runs {release.version}; set the release's deployed slot.")
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            f"Slipway does not know which slot runs {release.version}; set the release's deployed slot.",
+        )
     try:
         states = {s.name: s for s in provider_for(release.application).slot_states(release.application)}
     except ProviderError as exc:
-        raise DomainError(f"The provider could not say what the slots run: {exc}") from None
+        raise DomainError(
+            ErrorCode.PROVIDER_UNAVAILABLE, f"The provider could not say what the slots run: {exc}"
+        ) from None
     source, target = states.get(slot.name), states.get(environment.slot.name)
     if source is None or target is None:
-        raise DomainError(f"The provider reports no {slot.name} or {environment.slot.name} slot.")
+        raise DomainError(ErrorCode.CONFLICT, f"The provider reports no {slot.name} or {environment.slot.name} slot.")
     if source.version and source.version != release.version:
         raise DomainError(
-            f"The {slot.name} slot runs {source.version}, not {release.version}; deploy {release.version} there first."
+            ErrorCode.CONFLICT,
+            f"The {slot.name} slot runs {source.version}, not {release.version}; deploy {release.version} there first.",
         )
     return PlanContext(
         release=release,
@@ -137,7 +154,8 @@ def operation_start(
     release.refresh_from_db()
     if release.status != ReleaseStatus.APPROVED:
         raise DomainError(
-            f"{release} is {release.get_status_display().lower()}; only an approved release can be promoted."
+            ErrorCode.TRANSITION_NOT_ALLOWED,
+            f"{release} is {release.get_status_display().lower()}; only an approved release can be promoted.",
         )
     module = strategy_for(strategy)
     options = module.clean(parameters)
@@ -146,7 +164,7 @@ def operation_start(
     _refuse_ring_conflicts(release.application, strategy)
     blockers = promotion_blockers(release, environment, actor=actor)
     if blockers:
-        raise DomainError("Promotion is blocked: " + " ".join(blockers))
+        raise DomainError(ErrorCode.PROMOTION_BLOCKED, "Promotion is blocked: " + " ".join(blockers), blockers=blockers)
     steps = module.plan(plan_context(release, environment), options)
     now = clock.now()
     try:
@@ -197,8 +215,9 @@ def operation_resume(*, operation: Operation, actor: Any, reason: str = "") -> O
     ring = operation.steps.filter(status=StepStatus.WAITING, kind="approve_ring").first()
     if ring is not None and operation.status == OperationStatus.PAUSED:
         raise DomainError(
+            ErrorCode.APPROVAL_REQUIRED,
             f"{ring.parameters['ring_name']} waits for an approver of production; it goes on when they approve it "
-            "(or roll back)."
+            "(or roll back).",
         )
     with transaction.atomic():
         waiting = operation.steps.filter(status=StepStatus.WAITING, kind="analyse").first()
@@ -217,14 +236,14 @@ def operation_promote_now(*, operation: Operation, actor: Any, reason: str = "")
     with transaction.atomic():
         current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
         if not operation_can(current.status, "operation.promoted_now"):
-            raise DomainError(operation_refusal(current, "operation.promoted_now"))
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, operation_refusal(current, "operation.promoted_now"))
         skippable = [
             s
             for s in current.steps.filter(status__in=(StepStatus.PENDING, StepStatus.WAITING)).order_by("position")
             if s.parameters.get(SKIPPABLE)
         ]
         if not skippable:
-            raise DomainError(f"Operation #{current.pk} has no waiting left to skip.")
+            raise DomainError(ErrorCode.CONFLICT, f"Operation #{current.pk} has no waiting left to skip.")
         OperationStep.objects.filter(pk__in=[s.pk for s in skippable]).update(
             status=StepStatus.SKIPPED, finished_at=clock.now()
         )
@@ -246,9 +265,13 @@ def operation_rollback(*, operation: Operation, actor: Any, reason: str) -> Oper
     _require_manager(actor)
     reason = reason.strip()
     if not reason:
-        raise DomainError("Say why you are rolling back; the reason is recorded.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Say why you are rolling back; the reason is recorded.",
+            fields={"reason": "The reason is recorded."},
+        )
     if not operation_can(operation.status, "operation.rolling_back"):
-        raise DomainError(operation_refusal(operation, "operation.rolling_back"))
+        raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, operation_refusal(operation, "operation.rolling_back"))
     error = f"Rolled back by {actor or 'the system'}: {reason}"
     with transaction.atomic():
         operation = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=reason)
@@ -265,21 +288,25 @@ def application_rollback(*, application: Application, actor: Any, reason: str) -
     _require_manager(actor)
     reason = reason.strip()
     if not reason:
-        raise DomainError("Say why you are rolling back; the reason is recorded.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Say why you are rolling back; the reason is recorded.",
+            fields={"reason": "The reason is recorded."},
+        )
     running = active_operation(application)
     if running is not None:
         return operation_rollback(operation=running, actor=actor, reason=reason)
     _refuse_ring_conflicts(application, "")
     live = Release.objects.filter(application=application, status=ReleaseStatus.LIVE).first()
     if live is None:
-        raise DomainError(f"{application.name} has no live release to roll back.")
+        raise DomainError(ErrorCode.CONFLICT, f"{application.name} has no live release to roll back.")
     previous = (
         Release.objects.filter(application=application, status=ReleaseStatus.SUPERSEDED)
         .order_by("-status_changed_at", "-pk")
         .first()
     )
     if previous is None:
-        raise DomainError(f"{live} has no previous release to return to.")
+        raise DomainError(ErrorCode.CONFLICT, f"{live} has no previous release to return to.")
     environment = _production(live, None)
     promoted = live.operations.filter(kind=Operation.Kind.PROMOTE, status=OperationStatus.SUCCEEDED).first()
     swaps = [
@@ -347,12 +374,15 @@ def _require_warm(application: Application, slot: str, version: str) -> None:
     try:
         states = {s.name: s for s in provider_for(application).slot_states(application)}
     except ProviderError as exc:
-        raise DomainError(f"The provider could not say what {application.name}'s slots run: {exc}") from None
+        raise DomainError(
+            ErrorCode.PROVIDER_UNAVAILABLE, f"The provider could not say what {application.name}'s slots run: {exc}"
+        ) from None
     warm = states.get(slot)
     if warm is None or warm.version != version:
         raise DomainError(
+            ErrorCode.CONFLICT,
             f"The previous release {version} is no longer warm in {application.name}'s {slot} (it runs "
-            f"{warm.version if warm else 'nothing'}); deploy {version} to {slot} and promote it instead."
+            f"{warm.version if warm else 'nothing'}); deploy {version} to {slot} and promote it instead.",
         )
 
 
@@ -421,10 +451,10 @@ def ring_approval_ineligibility(user: Any, operation: Operation) -> str:
 def _ring_decision(operation: Operation, actor: Any) -> OperationStep:
     problem = ring_approval_ineligibility(actor, operation)
     if problem:
-        raise ApprovalForbidden(problem)
+        raise DomainError(ErrorCode.APPROVAL_NOT_ELIGIBLE, problem)
     step = ring_waiting_for_approval(operation)
     if step is None:
-        raise DomainError(f"Operation #{operation.pk} is not waiting for a ring's approval.")
+        raise DomainError(ErrorCode.CONFLICT, f"Operation #{operation.pk} is not waiting for a ring's approval.")
     return step
 
 
@@ -455,7 +485,11 @@ def ring_reject(*, operation: Operation, actor: Any, comment: str) -> Operation:
     """Reject the ring the operation waits on: the rings already done are rolled back, with the comment."""
     comment = comment.strip()
     if not comment:
-        raise DomainError("Say why you reject the ring; the comment is recorded and shown to the team.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Say why you reject the ring; the comment is recorded and shown to the team.",
+            fields={"comment": "The comment is recorded."},
+        )
     with transaction.atomic():
         operation = (
             Operation.objects.select_for_update(no_key=True)

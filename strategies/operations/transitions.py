@@ -32,7 +32,7 @@ from typing import Any
 from django.db import transaction
 
 from portal.core import clock, events
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.status_guard import status_writer
 from releases.audit.services import audit_record, snapshot
 from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus
@@ -136,14 +136,17 @@ def operation_transition(
         current = Operation.objects.select_for_update(no_key=True).select_related("application").get(pk=operation.pk)
         target = transition.moves.get(current.status)
         if target is None:
-            raise DomainError(operation_refusal(current, action))
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, operation_refusal(current, action))
         before = snapshot(current, OPERATION_AUDIT_FIELDS)
         finished = {"finished_at": clock.now(), "wake_at": None, "waiting_for": ""}
         changes = {**({} if target in OPERATION_ACTIVE else finished), **fields, "status": target}
         with status_writer(Operation):  # the one writer of Operation.status (portal.core.status_guard)
             updated = Operation.objects.filter(pk=current.pk, status=current.status).update(**changes)
         if updated != 1:  # pragma: no cover - the row lock makes this unreachable on PostgreSQL
-            raise DomainError(f"Operation #{current.pk} changed while you were acting on it; reload and try again.")
+            raise DomainError(
+                ErrorCode.CONCURRENT_CHANGE,
+                f"Operation #{current.pk} changed while you were acting on it; reload and try again.",
+            )
         current.refresh_from_db()
         audit_record(
             actor=actor,

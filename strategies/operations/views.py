@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -17,7 +16,6 @@ from django.views.decorators.vary import vary_on_headers
 from portal.core.errors import DomainError
 from portal.core.htmx import partial_requested, stop_polling
 from portal.core.roles import Role, require_role, role_required
-from releases.approvals.common import ApprovalForbidden
 from releases.catalog.models import Application, Release
 from strategies.operations import services
 from strategies.operations.forms import PromoteForm, RingForm, RollbackForm
@@ -55,9 +53,9 @@ def release_promote(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             plan = services.operation_preview(release=release, strategy=strategy, parameters=parameters)
             return _promote_page(request, release, form, plan=plan)
-    except ApprovalForbidden as exc:
-        raise PermissionDenied(str(exc)) from None
     except DomainError as exc:  # blockers, another operation, the provider: 409
+        if exc.forbidden:
+            raise  # someone else must do it: the 403 page (portal.errors_middleware)
         form.add_error(None, str(exc))
         return _promote_page(request, release, form, status=409)
     messages.success(request, f"Started the promotion of {release} (operation #{operation.pk}).")
@@ -126,9 +124,9 @@ def _act(request: HttpRequest, pk: int, service: Any, done: str) -> HttpResponse
     operation = get_object_or_404(_operations(), pk=pk)
     try:
         service(operation=operation, actor=request.user)
-    except ApprovalForbidden as exc:
-        raise PermissionDenied(str(exc)) from None
     except DomainError as exc:
+        if exc.forbidden:
+            raise  # someone else must do it: the 403 page (portal.errors_middleware)
         messages.error(request, str(exc))
         operation.refresh_from_db()
         return _detail_page(request, operation, status=409)
@@ -163,9 +161,9 @@ def operation_rollback(request: HttpRequest, pk: int) -> HttpResponse:
         return _detail_page(request, operation, status=400, rollback_form=form)
     try:
         services.operation_rollback(operation=operation, actor=request.user, reason=form.cleaned_data["reason"])
-    except ApprovalForbidden as exc:
-        raise PermissionDenied(str(exc)) from None
     except DomainError as exc:
+        if exc.forbidden:
+            raise  # someone else must do it: the 403 page (portal.errors_middleware)
         messages.error(request, str(exc))
         operation.refresh_from_db()
         return _detail_page(request, operation, status=409, rollback_form=form)
@@ -184,9 +182,9 @@ def application_rollback(request: HttpRequest, slug: str) -> HttpResponse:
             operation = services.application_rollback(
                 application=application, actor=request.user, reason=form.cleaned_data["reason"]
             )
-        except ApprovalForbidden as exc:
-            raise PermissionDenied(str(exc)) from None
         except DomainError as exc:
+            if exc.forbidden:
+                raise  # someone else must do it: the 403 page (portal.errors_middleware)
             form.add_error(None, str(exc))
             status = 409
         else:
@@ -259,9 +257,9 @@ def operation_ring_decide(request: HttpRequest, pk: int) -> HttpResponse:
             services.ring_approve(operation=operation, actor=request.user, comment=comment)
         else:
             services.ring_reject(operation=operation, actor=request.user, comment=comment)
-    except ApprovalForbidden as exc:
-        raise PermissionDenied(str(exc)) from None
     except DomainError as exc:
+        if exc.forbidden:
+            raise  # someone else must do it: the 403 page (portal.errors_middleware)
         messages.error(request, str(exc))
         operation.refresh_from_db()
         return _detail_page(request, operation, status=409, ring_comment=comment)

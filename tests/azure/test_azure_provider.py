@@ -30,7 +30,6 @@ from releases.catalog.providers import (
     PermanentError,
     TransientError,
     call_with_retry,
-    provider_for,
 )
 from releases.catalog.providers.azure import (
     WARMUP_PATH_SETTING,
@@ -39,6 +38,7 @@ from releases.catalog.providers.azure import (
     credential_for,
     is_loopback_host,
 )
+from releases.catalog.providers.registry import provider_for
 from tests.azure.conftest import PRINCIPAL, azure_environment
 from tests.azure_emulator import AzureEmulator, EmulatedSite, MinuteMetrics
 from tests.factories import ApplicationFactory

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Environment
 from strategies.experiments import services, stats
@@ -68,10 +67,12 @@ def test_a_continuous_primary_metric_needs_its_standard_deviation(button_flag: F
 
 
 def test_viewers_cannot_create_or_start(button_flag: Flag, viewer: User, experiment: Experiment) -> None:
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(DomainError) as refused:
         draft(button_flag, viewer, key="other")
-    with pytest.raises(PermissionDenied):
+    assert refused.value.code == ErrorCode.FORBIDDEN
+    with pytest.raises(DomainError) as refused:
         services.experiment_start(experiment=experiment, actor=viewer)
+    assert refused.value.code == ErrorCode.FORBIDDEN
 
 
 def test_starting_writes_the_split_into_the_fallthrough(experiment: Experiment, release_manager: User) -> None:

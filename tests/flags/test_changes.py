@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.core.exceptions import PermissionDenied
 from django.test import Client
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Environment
@@ -43,8 +42,9 @@ def test_approval_needs_the_setting_and_a_policy_asking_for_approvals(
     production.approval_policy.approvals_required = 1
     production.approval_policy.save()
     assert approval_required(production)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(DomainError) as refused:
         changes.set_approval(environment=production, on=False, actor=release_manager)
+    assert refused.value.code == ErrorCode.FORBIDDEN
     assert AuditEvent.objects.filter(action="flag_approval.enabled").count() == 1
 
 
@@ -90,8 +90,9 @@ def test_the_proposer_and_people_outside_the_policy_may_not_decide(
     assert "not an approver" in changes.ineligibility(outsider, request)
     assert "approver role" in changes.ineligibility(release_manager, request)
     assert "separation of duties" in changes.ineligibility(both, proposal)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(DomainError) as refused:
         changes.decide(request=proposal, actor=both, approve=True)
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
 
 
 def test_a_rejected_change_is_not_applied(

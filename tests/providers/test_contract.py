@@ -16,14 +16,8 @@ import pytest
 from django.utils import timezone
 
 from releases.catalog.models import Application, SimulatorSlot
-from releases.catalog.providers import (
-    PRODUCTION_SLOT,
-    HostingProvider,
-    MetricsSample,
-    NotFoundError,
-    SlotState,
-    provider_for,
-)
+from releases.catalog.providers import PRODUCTION_SLOT, HostingProvider, MetricsSample, NotFoundError, SlotState
+from releases.catalog.providers.registry import provider_for
 from tests.azure.conftest import azure_emulator, emulator  # noqa: F401 - fixtures used by `world`
 from tests.azure_emulator import AzureEmulator, EmulatedSite
 from tests.azure_emulator.state import MinuteMetrics

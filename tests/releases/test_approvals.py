@@ -8,9 +8,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from portal.core import clock
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import Role
-from releases.approvals.common import ApprovalForbidden
 from releases.approvals.gates import freeze_override, gates_evaluate, promotion_blockers
 from releases.approvals.models import (
     ApprovalPolicy,
@@ -253,8 +252,9 @@ def test_whoever_registered_the_release_may_not_approve_it(checkout: Application
     policy_for(checkout, approvals_required=1)
     request = the_request(register(checkout, both))
 
-    with pytest.raises(ApprovalForbidden, match=r"You registered Checkout 2.0.0; separation of duties"):
+    with pytest.raises(DomainError, match=r"You registered Checkout 2.0.0; separation of duties") as refused:
         approval_decide(request=request, actor=both, verdict="approve")
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
     assert both not in approvers_for(request)
     assert set(approvers_for(request)) == set(people.values())
 
@@ -265,8 +265,9 @@ def test_whoever_asked_for_approval_may_not_approve_it(checkout: Application, re
     release = ReleaseFactory(application=checkout, created_by=release_manager)
     request = approval_request_open(release=release, actor=asker)
 
-    with pytest.raises(ApprovalForbidden, match=r"You asked for the approval of"):
+    with pytest.raises(DomainError, match=r"You asked for the approval of") as refused:
         approval_decide(request=request, actor=asker, verdict="approve")
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
 
 
 def test_self_approval_is_allowed_when_the_policy_allows_it(checkout: Application) -> None:
@@ -292,10 +293,12 @@ def test_named_people_and_groups_are_eligible_and_nobody_else(
     request = the_request(register(checkout, release_manager))
 
     assert list(approvers_for(request)) == [dan, gus]
-    with pytest.raises(ApprovalForbidden, match=r"You are not an approver for Production of Checkout"):
+    with pytest.raises(DomainError, match=r"You are not an approver for Production of Checkout") as refused:
         approval_decide(request=request, actor=people["ann"], verdict="approve")
-    with pytest.raises(ApprovalForbidden, match="needs the approver role"):
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
+    with pytest.raises(DomainError, match="needs the approver role") as refused:
         approval_decide(request=request, actor=vic, verdict="approve")
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
 
     approval_decide(request=request, actor=gus, verdict="approve")  # by group
     request.refresh_from_db()
@@ -428,8 +431,9 @@ def test_saving_a_policy_is_for_admins_and_audited_without_its_webhook_urls(
         "teams_webhook_url": "https://example.webhook.office.com/webhookb2/SECRET-TOKEN",
     }
 
-    with pytest.raises(ApprovalForbidden, match="needs the admin role"):
+    with pytest.raises(DomainError, match="needs the admin role") as refused:
         policy_update(actor=release_manager, **fields)
+    assert refused.value.code == ErrorCode.FORBIDDEN
     policy_update(actor=admin_user, **fields)
     policy_update(actor=admin_user, **(fields | {"approvals_required": 3, "teams_webhook_url": None}))
 
@@ -498,8 +502,9 @@ def test_a_freeze_blocks_promotion_until_an_admin_breaks_the_glass(
         assert promotion_blockers(release, production) == [
             "“Weekend freeze” freezes Production until Mon 19 Jan 2026 08:00 GMT."
         ]
-        with pytest.raises(ApprovalForbidden, match="needs the admin role"):
+        with pytest.raises(DomainError, match="needs the admin role") as refused:
             freeze_override(release=release, environment=production, actor=people["ann"], reason="Hotfix")
+        assert refused.value.code == ErrorCode.FORBIDDEN
         with pytest.raises(DomainError, match="an override needs a reason"):
             freeze_override(release=release, environment=production, actor=admin_user, reason=" ")
         override = freeze_override(

@@ -9,13 +9,8 @@ from pytest_django.fixtures import Settings
 
 from portal.core import clock
 from releases.catalog.models import Application, SimulatorSlot, SimulatorVersionProfile
-from releases.catalog.providers import (
-    PRODUCTION_SLOT,
-    HostingProvider,
-    NotFoundError,
-    PermanentError,
-    provider_for,
-)
+from releases.catalog.providers import PRODUCTION_SLOT, HostingProvider, NotFoundError, PermanentError
+from releases.catalog.providers.registry import provider_for
 from releases.catalog.providers.simulator import SimulatorProvider
 from tests.factories import ApplicationFactory
 

@@ -12,8 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from rq import Queue
 
-from portal.core.errors import DomainError
-from releases.approvals.common import ApprovalForbidden
+from portal.core.errors import DomainError, ErrorCode
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot, SimulatorVersionProfile
 from strategies.operations import services
@@ -228,10 +227,12 @@ def test_only_an_eligible_approver_decides_a_ring(
         services.ring_approve(operation=operation, actor=approver)
     drive(rq_queues["operations"], operation)
 
-    with pytest.raises(ApprovalForbidden, match="needs the approver role"):
+    with pytest.raises(DomainError, match="needs the approver role") as refused:
         services.ring_approve(operation=operation, actor=viewer)
-    with pytest.raises(ApprovalForbidden, match="needs the approver role"):
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
+    with pytest.raises(DomainError, match="needs the approver role") as refused:
         services.ring_approve(operation=operation, actor=release_manager)
+    assert refused.value.code == ErrorCode.APPROVAL_NOT_ELIGIBLE
     operation.refresh_from_db()
     assert operation.status == OperationStatus.PAUSED
 

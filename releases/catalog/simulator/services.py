@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.urls import reverse
 
-from portal.core.errors import DomainError
+from portal.core.errors import DomainError, ErrorCode
 from releases.audit.services import audit_record, snapshot
 from releases.catalog.models import (
     Application,
@@ -42,7 +42,10 @@ LOAD_FIELDS = ["synthetic_rpm"]
 def simulated(application: Application) -> None:
     """Refuse applications that are not on the simulator."""
     if application.provider != Provider.SIMULATOR:
-        raise DomainError(f"{application.name} runs on {application.get_provider_display()}, not on the simulator.")
+        raise DomainError(
+            ErrorCode.NOT_FOUND,
+            f"{application.name} runs on {application.get_provider_display()}, not on the simulator.",
+        )
 
 
 # --- writes ----------------------------------------------------------------------------------------
@@ -67,7 +70,9 @@ def simulator_set_slot_faults(
             .first()
         )
         if slot is None:
-            raise DomainError(f"The simulated site of {application.name} has no slot named {slot_name!r}.")
+            raise DomainError(
+                ErrorCode.NOT_FOUND, f"The simulated site of {application.name} has no slot named {slot_name!r}."
+            )
         before = snapshot(slot, SLOT_FAULT_FIELDS)
         for name, value in changes.items():
             if value is not None:
@@ -97,7 +102,9 @@ def simulator_deploy(*, application: Application, slot_name: str, version: str, 
             .first()
         )
         if slot is None:
-            raise DomainError(f"The simulated site of {application.name} has no slot named {slot_name!r}.")
+            raise DomainError(
+                ErrorCode.NOT_FOUND, f"The simulated site of {application.name} has no slot named {slot_name!r}."
+            )
         before = snapshot(slot, ["version"])
         if slot.version != version:
             # The slot's request history was the previous build's: a canary of the new one is judged
@@ -132,11 +139,23 @@ def simulator_set_version_profile(
     simulated(application)
     version = version.strip()
     if not version:
-        raise DomainError("Name the version the profile is for.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Name the version the profile is for.",
+            fields={"version": "Name the version the profile is for."},
+        )
     if not 0.0 <= error_rate <= 1.0:
-        raise DomainError(f"The error rate is a share from 0 to 1, not {error_rate}.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            f"The error rate is a share from 0 to 1, not {error_rate}.",
+            fields={"error_rate": "A share from 0 to 1."},
+        )
     if latency_ms_median < 0 or latency_ms_p95 < latency_ms_median:
-        raise DomainError("Latencies cannot be negative, and the 95th percentile cannot be below the median.")
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Latencies cannot be negative, and the 95th percentile cannot be below the median.",
+            fields={"latency_ms_p95": "At least the median, which is at least 0."},
+        )
     with transaction.atomic():
         profile = (
             SimulatorVersionProfile.objects.select_for_update(no_key=True)
@@ -174,7 +193,9 @@ def simulator_set_synthetic_load(
     simulated(application)
     most = SimulatorSite.MAX_SYNTHETIC_RPM
     if not 0 <= requests_per_minute <= most:
-        raise DomainError(f"The synthetic load is 0 to {most} requests a minute, not {requests_per_minute}.")
+        raise DomainError(
+            ErrorCode.INVALID, f"The synthetic load is 0 to {most} requests a minute, not {requests_per_minute}."
+        )
     with transaction.atomic():
         generate_synthetic(application)
         site = SimulatorSite.objects.select_for_update(no_key=True).get(application=application)
