@@ -364,6 +364,14 @@ class StepPlan:
 
 @dataclass
 class OperationPlan:
+    """When a promotion or rollback starts, with which strategy and why, and about how long it takes.
+
+    Only `kind`, `strategy`, `reason`, `started_at` and whether it fails (`failed_at`) are played: the
+    engine runs and records the real steps. The planned steps and `finished_at` are the schedule's
+    estimate, which lays out what happens after the operation (and keeps the generator's sequence, so
+    the versions and decisions of the history stay what the tour knows).
+    """
+
     kind: str
     strategy: str
     parameters: dict[str, Any]
@@ -473,7 +481,7 @@ class _Notes:
 def _promotion(
     rng: random.Random, strategy: str, start: datetime, *, fail_at_bake: int | None = None, error: str = ""
 ) -> OperationPlan:
-    """A promotion's steps with their timings; `fail_at_bake` makes that canary bake fail its analysis."""
+    """A promotion's estimated steps and timings; `fail_at_bake` plans that canary bake to fail its analysis."""
     moment = start
     steps: list[StepPlan] = []
 
