@@ -88,16 +88,16 @@ def seed_experiments(*, log: Callable[[str], None] = print) -> None:
     now = clock.now().replace(microsecond=0)
     made = []
     if not Experiment.objects.filter(environment=production, key="free-shipping-banner").exists():
-        flag = _flag(
-            production,
-            actor,
-            "free-shipping-banner",
-            flag_type="boolean",
-            default_variant="off",
-            description="A banner announcing free shipping above 50 € on the basket page.",
-        )
         start = now - timedelta(days=DAYS * 2 + 3)
-        with clock.frozen(start):
+        with clock.frozen(start):  # the flag is made for the experiment, on the day it starts
+            flag = _flag(
+                production,
+                actor,
+                "free-shipping-banner",
+                flag_type="boolean",
+                default_variant="off",
+                description="A banner announcing free shipping above 50 € on the basket page.",
+            )
             experiment = services.experiment_create(
                 flag=flag,
                 key="free-shipping-banner",
@@ -117,17 +117,17 @@ def seed_experiments(*, log: Callable[[str], None] = print) -> None:
             )
         made.append("free-shipping-banner (decided: shipped on)")
     if not Experiment.objects.filter(environment=production, key="checkout-button-label").exists():
-        flag = _flag(
-            production,
-            actor,
-            "checkout-button-label",
-            flag_type="string",
-            variants={"pay-now": "Pay now", "complete-order": "Complete my order"},
-            default_variant="pay-now",
-            description="The label of the checkout button: an A/B test.",
-        )
         start = now - timedelta(days=DAYS)
         with clock.frozen(start):
+            flag = _flag(
+                production,
+                actor,
+                "checkout-button-label",
+                flag_type="string",
+                variants={"pay-now": "Pay now", "complete-order": "Complete my order"},
+                default_variant="pay-now",
+                description="The label of the checkout button: an A/B test.",
+            )
             experiment = services.experiment_create(
                 flag=flag,
                 key="checkout-button-label",

@@ -3,37 +3,48 @@
 `python manage.py seed_demo` calls `seed()`. Everything is deterministic (one seeded random generator
 per application) apart from the dates, which are laid out backwards from the moment of seeding.
 
-History is *planned* first (versions, notes, who decided what and when, operation steps) by pure
-functions, then *played* against the database: every release state change goes through
-`releases.catalog.services` inside `clock.frozen(moment)`, so timestamps and audit events are back-dated.
-Approval requests and decisions go through `releases.approvals` too (registration on the staging
-slot opens the request; notifications are muted, since this is history). Operations have no services
-yet; their rows are written here, each with its audit event in the same transaction.
+History is *planned* first (versions, notes, who decided what and when, when promotions start) by pure
+functions, then *played* through the product, with the clock frozen at each planned moment
+(`portal.core.clock.frozen`): admins onboard the applications and set their policies through the services,
+the pipeline registers builds (which deploys them to the simulated slots and opens approval requests),
+approvers decide through `releases.approvals`, release managers promote and roll back through
+`strategies.operations.services`, and the operations engine runs every step itself: the seeder is its worker,
+running each job the services queue at its time (`ReplayQueue`, `_work`), bakes included. So the seeder
+writes no row or audit event of its own; a canary that fails ends as the engine leaves it (rolled back).
+Notifications are muted, since this is history.
+
+Written directly, because no service creates them: the demo's users and their groups.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
+import logging
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.test import override_settings
 from django.utils import timezone
+from django_rq.queues import DjangoRQ
 
 from portal.core import clock
 from portal.core.roles import Role
 from portal.demo.flags import seed_flags
 from releases.approvals import notifications
 from releases.approvals.models import ApprovalPolicy, ApprovalRequest, ApprovalRequestStatus, FreezeWindow
+from releases.approvals.policies import policy_update
 from releases.approvals.workflow import approval_decide
-from releases.audit.services import audit_record, origin, snapshot
+from releases.audit.services import origin
 from releases.catalog import services
 from releases.catalog.models import (
     Application,
@@ -46,9 +57,15 @@ from releases.catalog.models import (
     Stage,
     StrategyKind,
 )
+from releases.catalog.providers.simulator_load import DEFAULT_PROFILE
+from releases.catalog.simulator.services import (
+    simulator_deploy,
+    simulator_set_synthetic_load,
+    simulator_set_version_profile,
+)
 from releases.intake import services as intake
 from strategies.operations import services as operation_services
-from strategies.operations.models import Operation, OperationStatus, OperationStep, Ring, StepStatus
+from strategies.operations.models import Operation, OperationStatus, Ring, StepStatus
 
 # --- people ----------------------------------------------------------------------------------------
 
@@ -349,6 +366,14 @@ class StepPlan:
 
 @dataclass
 class OperationPlan:
+    """When a promotion or rollback starts, with which strategy and why, and about how long it takes.
+
+    Only `kind`, `strategy`, `reason`, `started_at` and whether it fails (`failed_at`) are played: the
+    engine runs and records the real steps. The planned steps and `finished_at` are the schedule's
+    estimate, which lays out what happens after the operation (and keeps the generator's sequence, so
+    the versions and decisions of the history stay what the tour knows).
+    """
+
     kind: str
     strategy: str
     parameters: dict[str, Any]
@@ -458,7 +483,7 @@ class _Notes:
 def _promotion(
     rng: random.Random, strategy: str, start: datetime, *, fail_at_bake: int | None = None, error: str = ""
 ) -> OperationPlan:
-    """A promotion's steps with their timings; `fail_at_bake` makes that canary bake fail its analysis."""
+    """A promotion's estimated steps and timings; `fail_at_bake` plans that canary bake to fail its analysis."""
     moment = start
     steps: list[StepPlan] = []
 
@@ -739,10 +764,113 @@ def _last_moment(rp: ReleasePlan) -> datetime:
     return max(m for m in moments if m is not None)
 
 
-# --- playing the plan against the database -------------------------------------------------------------
+# --- the seeder is the worker ---------------------------------------------------------------------------
 
-OPERATION_AUDIT_FIELDS = ["status", "strategy", "started_at", "finished_at", "error"]
-STEP_FIELDS = ["status", "attempts", "progress", "detail", "log", "started_at", "finished_at"]
+# A worker picks a queued job up about a second after it was queued.
+PICKUP = timedelta(seconds=1)
+# More jobs than any demo operation needs (a canary's bakes and analyses, blue-green's verification):
+# an operation still running after these many is a bug, not history.
+MAX_JOBS_PER_ACTION = 500
+
+
+@dataclass(order=True)
+class _Job:
+    at: datetime
+    number: int
+    func: Callable[..., Any] = field(compare=False)
+    args: tuple[Any, ...] = field(compare=False)
+    kwargs: dict[str, Any] = field(compare=False)
+
+
+class ReplayQueue(DjangoRQ):
+    """The job queue while the demo plays its history (`_replaying`), in place of Redis.
+
+    The services queue what a worker would run — an operation's run, its wake-up after a bake, a slot
+    refresh — and the seeder runs each of those job functions itself at its time (`_work`), under the
+    clock frozen there. Nothing reaches Redis: no worker should replay history that is already written.
+    """
+
+    jobs: ClassVar[list[_Job]] = []
+    numbers: ClassVar[Iterator[int]] = itertools.count()
+
+    @classmethod
+    def keep(cls, at: datetime, func: Callable[..., Any], args: Any, kwargs: Any) -> None:
+        cls.jobs.append(_Job(at, next(cls.numbers), func, tuple(args or ()), dict(kwargs or {})))
+
+    def enqueue_call(self, func: Any, args: Any = None, kwargs: Any = None, **options: Any) -> None:  # type: ignore[override]
+        ReplayQueue.keep(clock.now() + PICKUP, func, args, kwargs)
+
+    def enqueue_at(self, datetime: datetime, f: Any, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        kwargs.pop("job_id", None)  # RQ's option, not the function's
+        ReplayQueue.keep(datetime, f, args, kwargs)
+
+
+@contextlib.contextmanager
+def _replaying() -> Iterator[None]:
+    """Play history through the engine in no time: jobs run in this process (`ReplayQueue`), the
+    simulated cloud's swaps land as soon as they are polled (their phases follow the clock, which is
+    frozen), and every wait of the engine hands the operation back for `_work` to run at its time."""
+    timings = {
+        **settings.SIMULATOR_TIMINGS,
+        "warmup_seconds": 0.0,
+        "swap_seconds": 0.0,
+        "routing_seconds": 0.0,
+        # A canary analyses the last five minutes (six buckets): making up more of the synthetic load
+        # before each analysis, as the live default does, only costs seeding time.
+        "synthetic_backfill_minutes": 6.0,
+    }
+    engine_log = logging.getLogger("strategies.operations.engine")
+    level = engine_log.level
+    engine_log.setLevel(logging.ERROR)  # history: its steps and its planned canary failure are not news
+    with override_settings(
+        RQ={**settings.RQ, "QUEUE_CLASS": f"{__name__}.ReplayQueue"},
+        SIMULATOR_TIMINGS=timings,
+        OPERATION_INLINE_WAIT_SECONDS=0.0,
+    ):
+        ReplayQueue.jobs.clear()
+        try:
+            yield
+        finally:
+            ReplayQueue.jobs.clear()
+            engine_log.setLevel(level)
+
+
+def _work() -> datetime | None:
+    """Run the queued jobs in the order of their times, each with the clock frozen at its time, until
+    none is left (an operation's last run queues nothing more). Returns the time of the last one."""
+    last = None
+    for _ in range(MAX_JOBS_PER_ACTION):
+        if not ReplayQueue.jobs:
+            return last
+        job = min(ReplayQueue.jobs)
+        ReplayQueue.jobs.remove(job)
+        with clock.frozen(job.at):
+            job.func(*job.args, **job.kwargs)
+        last = job.at
+    raise RuntimeError(f"The demo history queued more than {MAX_JOBS_PER_ACTION} jobs for one action.")
+
+
+# --- playing the plan through the services --------------------------------------------------------------
+
+# What the demo's promotions ask the strategies for: canary bakes of ten minutes at 5, 25 and 50 % (the
+# analysis needs 100 requests on each side; the synthetic load gives staging 60 a minute at 5 %), then the
+# swap; blue-green verifies production for its minute every 30 s (three checks, where the default's ten
+# seconds make seven runs of the engine: seeding time, and nothing a reader of the history misses).
+STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
+    StrategyKind.CANARY: {"shares": [5, 25, 50], "bake_seconds": 600.0},
+    StrategyKind.BLUE_GREEN: {"verify_interval_seconds": 30.0},
+}
+# How the build whose canary fails behaves on the simulator (set on its Simulator page before the promotion).
+FAILING_BUILD_ERROR_RATE = 0.1
+
+
+def _where(rng: random.Random, username: str | None) -> dict[str, str]:
+    """The audit origin of an action: a job, the pipeline's API call, or a person's browser at the office."""
+    if username is None:
+        return {"via": "job", "job_id": f"{rng.getrandbits(128):032x}"}
+    if username == SERVICE_ACCOUNT:
+        return {"via": "api", "request_id": _hex(rng, 32), "ip": _PIPELINE_IP, "user_agent": _PIPELINE_AGENT}
+    return {"via": "web", "request_id": _hex(rng, 32), "ip": _OFFICE_IP[username], "user_agent": _BROWSER[username]}
 
 
 @dataclass
@@ -752,25 +880,21 @@ class _Context:
     environments: dict[str, Environment]  # by stage
     users: dict[str, Any]
     rng: random.Random
-    live: Release | None = None
-    previous_live: Release | None = None
+    latest: datetime | None = None  # the clock never goes back: an operation may end after the plan expected
 
     @contextlib.contextmanager
     def acting(self, moment: datetime, username: str | None) -> Iterator[Any]:
         """Pin the clock and the audit origin for one action, in one transaction; yields the actor."""
-        if username is None:
-            where = {"via": "job", "job_id": f"{self.rng.getrandbits(128):032x}"}
-        elif username == SERVICE_ACCOUNT:
-            where = {"via": "api", "request_id": _hex(self.rng, 32), "ip": _PIPELINE_IP, "user_agent": _PIPELINE_AGENT}
-        else:
-            where = {
-                "via": "web",
-                "request_id": _hex(self.rng, 32),
-                "ip": _OFFICE_IP[username],
-                "user_agent": _BROWSER[username],
-            }
-        with clock.frozen(moment), origin(**where), transaction.atomic():
+        moment = max(moment, self.latest) if self.latest else moment
+        self.latest = moment
+        with clock.frozen(moment), origin(**_where(self.rng, username)), transaction.atomic():
             yield self.users[username] if username else None
+
+    def work(self) -> None:
+        """What the workers did next: the jobs the last action queued, and the ones those queued."""
+        last = _work()
+        if last is not None and (self.latest is None or last > self.latest):
+            self.latest = last
 
 
 def _play_release(ctx: _Context, rp: ReleasePlan) -> None:
@@ -797,182 +921,101 @@ def _play_release(ctx: _Context, rp: ReleasePlan) -> None:
         with ctx.acting(decision.at, decision.approver) as approver:
             approval_decide(request=request, actor=approver, verdict=decision.verdict, comment=decision.comment)
     if rp.promotion is not None:
-        _play_operation(ctx, release, rp.promotion)
+        _play_promotion(ctx, release, rp.promotion)
     if rp.rollback is not None:
-        _play_operation(ctx, release, rp.rollback)
+        with ctx.acting(rp.rollback.started_at, "releasemgr") as manager:
+            strategies_services().application_rollback(application=app, actor=manager, reason=rp.rollback.reason)
+        ctx.work()
 
 
-def _play_operation(ctx: _Context, release: Release, plan: OperationPlan) -> None:
-    app = ctx.application
-    with ctx.acting(plan.started_at, "releasemgr") as manager:
-        if plan.kind == Operation.Kind.PROMOTE:
-            services.release_start_rollout(release=release, actor=manager, reason=plan.reason)
-        else:
-            services.release_roll_back(release=release, actor=manager, reason=plan.reason)
-        operation = Operation.objects.create(
-            application=app,
-            release=release,
-            environment=ctx.environments[Stage.PRODUCTION],
-            kind=plan.kind,
-            strategy=plan.strategy,
-            status=OperationStatus.RUNNING,
-            parameters=plan.parameters,
-            reason=plan.reason,
-            started_by=manager,
-            created_at=plan.started_at,
-            started_at=plan.started_at,
-            heartbeat_at=plan.started_at,
-        )
-        steps = OperationStep.objects.bulk_create(
-            OperationStep(operation=operation, position=n, kind=s.kind, title=s.title, parameters=s.parameters)
-            for n, s in enumerate(plan.steps, start=1)
-        )
-        audit_record(
-            actor=manager,
-            action="operation.started",
-            obj=operation,
-            application=app,
-            after=snapshot(operation, OPERATION_AUDIT_FIELDS),
-            reason=plan.reason,
-        )
-
-    def settle_steps(until: datetime) -> None:
-        for row, step in zip(steps, plan.steps, strict=True):
-            if step.finished_at is None:  # never ran: skipped once the operation is over
-                row.status = step.status if until >= plan.finished_at else row.status
-                continue
-            if step.finished_at > until:
-                continue
-            row.status, row.started_at, row.finished_at = step.status, step.started_at, step.finished_at
-            row.attempts = 1
-            row.progress = 100 if step.status == StepStatus.SUCCEEDED else 40
-            row.detail, row.log = step.detail, step.log
-        OperationStep.objects.bulk_update(steps, STEP_FIELDS)
-
+def _play_promotion(ctx: _Context, release: Release, plan: OperationPlan) -> None:
+    """Promote as a release manager does, then let the engine run it; a failing build fails its canary."""
     if plan.failed_at is not None:
-        with ctx.acting(plan.failed_at, None):
-            settle_steps(plan.failed_at)
-            before = snapshot(operation, OPERATION_AUDIT_FIELDS)
-            operation.status, operation.error, operation.heartbeat_at = (
-                OperationStatus.ROLLING_BACK,
-                plan.error,
-                plan.failed_at,
+        with ctx.acting(plan.started_at - timedelta(minutes=20), "admin") as admin:
+            simulator_set_version_profile(
+                application=ctx.application,
+                actor=admin,
+                version=release.version,
+                error_rate=FAILING_BUILD_ERROR_RATE,
+                # As fast as the builds before it (none of which was described): only its errors differ.
+                latency_ms_median=DEFAULT_PROFILE.latency_ms_median,
+                latency_ms_p95=DEFAULT_PROFILE.latency_ms_p95,
+                reason=f"Demo: {release.version} fails {FAILING_BUILD_ERROR_RATE:.0%} of its requests",
             )
-            operation.save(update_fields=["status", "error", "heartbeat_at"])
-            audit_record(
-                actor=None,
-                action="operation.failed",
-                obj=operation,
-                application=app,
-                before=before,
-                after=snapshot(operation, OPERATION_AUDIT_FIELDS),
-                reason=plan.error,
-            )
-            services.release_mark_failed(release=release, actor=None, reason=plan.error)
-
-    with ctx.acting(plan.finished_at, None):
-        settle_steps(plan.finished_at)
-        before = snapshot(operation, OPERATION_AUDIT_FIELDS)
-        operation.status, operation.finished_at, operation.heartbeat_at = (
-            plan.status,
-            plan.finished_at,
-            plan.finished_at,
+    with ctx.acting(plan.started_at, "releasemgr") as manager:
+        strategies_services().operation_start(
+            release=release,
+            strategy=plan.strategy,
+            parameters=STRATEGY_OPTIONS[plan.strategy],
+            actor=manager,
+            reason=plan.reason,
         )
-        operation.save(update_fields=["status", "finished_at", "heartbeat_at"])
-        action = {
-            OperationStatus.SUCCEEDED: "operation.succeeded",
-            OperationStatus.ROLLED_BACK: "operation.rolled_back",
-        }[plan.status]
-        note = "All traffic is back on production" if plan.status == OperationStatus.ROLLED_BACK else ""
-        audit_record(
-            actor=None,
-            action=action,
-            obj=operation,
-            application=app,
-            before=before,
-            after=snapshot(operation, OPERATION_AUDIT_FIELDS),
-            reason=note,
-        )
-        if plan.kind == Operation.Kind.PROMOTE and plan.status == OperationStatus.SUCCEEDED:
-            services.release_go_live(release=release, actor=None, reason=f"Operation {operation.pk} succeeded")
-            ctx.previous_live, ctx.live = ctx.live, release
-        elif plan.kind == Operation.Kind.ROLLBACK:
-            if ctx.previous_live is None:
-                raise AssertionError("a rollback needs a release to restore")
-            services.release_restore(
-                release=ctx.previous_live,
-                actor=None,
-                reason=f"Restored by rollback operation {operation.pk} of {release.version}",
-            )
-            ctx.live, ctx.previous_live = ctx.previous_live, None
+    ctx.work()
 
 
 # --- structure and users ------------------------------------------------------------------------------
 
 
 def _build_structure(
-    spec: AppSpec, created_at: datetime, admin: Any
+    spec: AppSpec, created_at: datetime, admin: Any, *, synthetic_rpm: int = 0
 ) -> tuple[Application, dict[str, Slot], dict[str, Environment]]:
-    app, created = Application.objects.get_or_create(
-        slug=spec.slug,
-        defaults={
-            "name": spec.name,
-            "team": spec.team,
-            "description": spec.description,
-            "default_strategy": spec.default_strategy,
-        },
-    )
-    if created:
-        Application.objects.filter(pk=app.pk).update(created_at=created_at)
-        with clock.frozen(created_at):
-            audit_record(
+    """The application as an admin onboards it: created (its simulated site with it), the site's slots
+    bound to the four stages, and the policies of pre-production and production. Whatever exists stays."""
+    rng = random.Random(f"slipway-demo-onboarding/{spec.slug}")  # noqa: S311 - demo data, not security
+    with clock.frozen(created_at), origin(**_where(rng, "admin")), transaction.atomic():
+        app = Application.objects.filter(slug=spec.slug).first()
+        if app is None:
+            app = services.application_create(
                 actor=admin,
-                action="application.created",
-                obj=app,
+                name=spec.name,
+                slug=spec.slug,
+                team=spec.team,
+                description=spec.description,
+                default_strategy=spec.default_strategy,
+            )
+            # `created_at` is auto_now_add, which reads the real clock, not the frozen one.
+            Application.objects.filter(pk=app.pk).update(created_at=created_at)
+        if not app.environments.exists():
+            report = services.application_test_connection(application=app)
+            if not report.ok:
+                raise RuntimeError(f"{spec.name}: the simulated site did not answer: {report.problem}")
+            mapping = {stage: slot_name for stage, slot_name, _name, _position in SLOTS}
+            services.application_map_slots(application=app, actor=admin, mapping=mapping, slots=report.slots)
+        environments = {env.stage: env for env in app.environments.select_related("slot")}
+        approver_group = Group.objects.get(name=APPROVER_GROUP)
+        for stage, required in [(Stage.PREPRODUCTION, 1), (Stage.PRODUCTION, 2)]:
+            if ApprovalPolicy.objects.filter(environment=environments[stage]).exists():
+                continue
+            weekend = FreezeWindow(
+                name="Weekend freeze",
+                kind=FreezeWindow.Kind.WEEKLY,
+                timezone="Europe/London",
+                start_weekday=4,
+                start_time=time(16, 0),
+                end_weekday=0,
+                end_time=time(8, 0),
+            )
+            policy_update(
+                environment=environments[stage],
+                actor=admin,
+                approvals_required=required,
+                approver_groups=[approver_group],
+                approver_users=[],
+                forbid_self_approval=True,
+                expiry_hours=72,
+                reminder_hours=12,
+                auto_promote=False,
+                require_healthy_slot=True,
+                freeze_windows=[weekend] if stage == Stage.PRODUCTION else [],
+            )
+        if not SimulatorSite.objects.filter(application=app, synthetic_rpm__gt=0).exists():
+            simulator_set_synthetic_load(
                 application=app,
-                after=snapshot(app, ["name", "slug", "team", "provider", "default_strategy"]),
-                reason="Demo organisation",
+                actor=admin,
+                requests_per_minute=synthetic_rpm or DEMO_SYNTHETIC_RPM,
+                reason="Demo: synthetic visitors, so canaries have traffic to analyse",
             )
-    slots: dict[str, Slot] = {}
-    environments: dict[str, Environment] = {}
-    for stage, slot_name, env_name, position in SLOTS:
-        environment = Environment.objects.filter(application=app, stage=stage).select_related("slot").first()
-        if environment is None:
-            hostname = (
-                f"{spec.slug}.sim.slipway.local"
-                if stage == Stage.PRODUCTION
-                else (f"{spec.slug}-{slot_name}.sim.slipway.local")
-            )
-            slot, _ = Slot.objects.get_or_create(
-                application=app,
-                name=slot_name,
-                defaults={"hostname": hostname, "is_production": stage == Stage.PRODUCTION},
-            )
-            environment = Environment.objects.create(
-                application=app, stage=stage, name=env_name, position=position, slot=slot
-            )
-        slots[stage], environments[stage] = environment.slot, environment
-        SimulatorSlot.objects.get_or_create(application=app, slot_name=environment.slot.name)
-    approver_group = Group.objects.get(name=APPROVER_GROUP)
-    for stage, required in [(Stage.PREPRODUCTION, 1), (Stage.PRODUCTION, 2)]:
-        policy, created = ApprovalPolicy.objects.get_or_create(
-            environment=environments[stage],
-            defaults={"approvals_required": required, "forbid_self_approval": True, "expiry_hours": 72},
-        )
-        if created:
-            policy.approver_groups.add(approver_group)
-            if stage == Stage.PRODUCTION:
-                FreezeWindow.objects.create(
-                    policy=policy,
-                    name="Weekend freeze",
-                    kind=FreezeWindow.Kind.WEEKLY,
-                    timezone="Europe/London",
-                    start_weekday=4,
-                    start_time=time(16, 0),
-                    end_weekday=0,
-                    end_time=time(8, 0),
-                )
-    return app, slots, environments
+    return app, {stage: env.slot for stage, env in environments.items()}, environments
 
 
 def _ensure_users(joined: datetime, log: Callable[[str], None]) -> dict[str, Any]:
@@ -1026,23 +1069,35 @@ DEMO_STAGING_ERROR_RATE = {"checkout-web": 0.012}
 DEMO_SYNTHETIC_RPM = 1200
 
 
-def _seed_simulator(app: Application) -> None:
-    """Give the simulated site its load and a profile per version it runs; leaves existing rows alone."""
-    SimulatorSite.objects.get_or_create(application=app, defaults={"synthetic_rpm": DEMO_SYNTHETIC_RPM})
+def _seed_simulator(app: Application, admin: Any) -> None:
+    """Describe how each version the simulated site runs behaves (on its Simulator page, as an admin
+    would); versions that have a profile already keep it."""
     median, p95 = DEMO_LATENCY_MS.get(app.slug, (80.0, 200.0))
+    described = set(SimulatorVersionProfile.objects.filter(application=app).values_list("version", flat=True))
     for slot_name, version in SimulatorSlot.objects.filter(application=app).values_list("slot_name", "version"):
-        if not version:
+        if not version or version in described:
             continue
+        described.add(version)
         worse = DEMO_STAGING_ERROR_RATE.get(app.slug) if slot_name == "staging" else None
-        SimulatorVersionProfile.objects.get_or_create(
+        simulator_set_version_profile(
             application=app,
+            actor=admin,
             version=version,
-            defaults={
-                "error_rate": worse or DEMO_ERROR_RATE,
-                "latency_ms_median": median * (1.15 if worse else 1.0),
-                "latency_ms_p95": p95 * (1.3 if worse else 1.0),
-            },
+            error_rate=worse or DEMO_ERROR_RATE,
+            latency_ms_median=median * (1.15 if worse else 1.0),
+            latency_ms_p95=p95 * (1.3 if worse else 1.0),
+            reason="Demo: a little worse than production, for a canary to notice" if worse else "Demo",
         )
+
+
+def _deploy_rest_of_world(ctx: _Context, plan: AppPlan) -> None:
+    """The pipeline's deploys to the slots no registration put a build on (test, dev)."""
+    running = dict(SimulatorSlot.objects.filter(application=ctx.application).values_list("slot_name", "version"))
+    for slot_name, version in plan.world.items():
+        if running.get(slot_name) == version:
+            continue
+        with ctx.acting(plan.refreshed_at - timedelta(minutes=2), SERVICE_ACCOUNT) as ci:
+            simulator_deploy(application=ctx.application, slot_name=slot_name, version=version, actor=ci)
 
 
 # --- rings ------------------------------------------------------------------------------------------
@@ -1070,21 +1125,27 @@ STAFF_INSTANCE = AppSpec(
 def _seed_rings(users: dict[str, Any], log: Callable[[str], None]) -> None:
     """Checkout Web's rings: its staff instance, then 10 % of customers (approved first), then everyone.
 
-    The staff instance runs what Checkout Web runs; registering a build for Checkout Web's staging
-    stages it there too (the simulator plays the pipeline).
+    The staff instance runs what Checkout Web runs (deployed by the pipeline); from now on registering a
+    build for Checkout Web's staging stages it there too (the simulator plays the pipeline).
     """
     parent = Application.objects.filter(slug=RINGS_OF).first()
     if parent is None or parent.rings.exists():
         return
-    staff, _slots, _environments = _build_structure(STAFF_INSTANCE, clock.now(), users["admin"])
+    admin = users["admin"]
+    staff, _slots, _environments = _build_structure(
+        STAFF_INSTANCE, clock.now(), admin, synthetic_rpm=DEMO_SYNTHETIC_RPM // 4
+    )
     running = dict(SimulatorSlot.objects.filter(application=parent).values_list("slot_name", "version"))
-    for slot_name in ("staging", "production"):
-        SimulatorSlot.objects.filter(application=staff, slot_name=slot_name).update(version=running.get(slot_name, ""))
-    _seed_simulator(staff)
-    SimulatorSite.objects.filter(application=staff).update(synthetic_rpm=DEMO_SYNTHETIC_RPM // 4)
+    with origin(**_where(random.Random(f"slipway-demo-origin/{STAFF_INSTANCE.slug}"), SERVICE_ACCOUNT)):  # noqa: S311
+        for slot_name in ("staging", "production"):
+            if running.get(slot_name):
+                simulator_deploy(
+                    application=staff, slot_name=slot_name, version=running[slot_name], actor=users[SERVICE_ACCOUNT]
+                )
     with origin(via="seed"):
+        _seed_simulator(staff, admin)
         first = Ring(application=parent, position=0, name="Staff", kind=Ring.Kind.TARGETS, bake_seconds=60)
-        strategies_services().ring_save(ring=first, targets=[staff], actor=users["admin"])
+        strategies_services().ring_save(ring=first, targets=[staff], actor=admin)
         early = Ring(
             application=parent,
             position=1,
@@ -1094,7 +1155,7 @@ def _seed_rings(users: dict[str, Any], log: Callable[[str], None]) -> None:
             bake_seconds=90,
             requires_approval=True,
         )
-        strategies_services().ring_save(ring=early, targets=[], actor=users["admin"])
+        strategies_services().ring_save(ring=early, targets=[], actor=admin)
         services.slots_refresh(application=staff)
     log(f"{parent.name}: rings Staff ({staff.name}) → Early adopters (10 %, approved first) → everyone")
 
@@ -1122,38 +1183,39 @@ def seed(*, log: Callable[[str], None] = print, now: datetime | None = None) -> 
     start = now - timedelta(days=HISTORY_DAYS)
     users = _ensure_users(start - timedelta(days=7), log)
     results = []
-    for spec in APPS:
-        existing = Application.objects.filter(slug=spec.slug).first()
-        if existing is not None and existing.releases.exists():
-            result = AppResult(
-                spec.name, False, existing.releases.count(), existing.operations.count(), existing.audit_events.count()
-            )
-            with transaction.atomic():
-                _seed_simulator(existing)
-            log(f"{spec.name}: already has {result.releases} releases, left as it is")
-            results.append(result)
-            continue
-        plan = plan_application(spec, now)
-        with notifications.muted(), transaction.atomic():  # history: nobody is told about it
-            app, slots, environments = _build_structure(spec, start - timedelta(days=3), users["admin"])
-            ctx = _Context(app, slots, environments, users, random.Random(f"slipway-demo-origin/{spec.slug}"))  # noqa: S311
-            for rp in plan.releases:
-                _play_release(ctx, rp)
-            for slot_name, version in plan.world.items():
-                SimulatorSlot.objects.filter(application=app, slot_name=slot_name).update(
-                    version=version, healthy=True, routing_percent=0
+    with _replaying():
+        for spec in APPS:
+            existing = Application.objects.filter(slug=spec.slug).first()
+            if existing is not None and existing.releases.exists():
+                result = AppResult(
+                    spec.name,
+                    False,
+                    existing.releases.count(),
+                    existing.operations.count(),
+                    existing.audit_events.count(),
                 )
-            _seed_simulator(app)
-            with ctx.acting(plan.refreshed_at, None):
-                services.slots_refresh(application=app)
-        result = AppResult(spec.name, True, app.releases.count(), app.operations.count(), app.audit_events.count())
-        log(
-            f"{spec.name}: {result.releases} releases, {result.operations} operations, "
-            f"{result.audit_events} audit events"
-        )
-        results.append(result)
-    with transaction.atomic():
-        _seed_rings(users, log)
+                log(f"{spec.name}: already has {result.releases} releases, left as it is")
+                results.append(result)
+                continue
+            plan = plan_application(spec, now)
+            with notifications.muted(), transaction.atomic():  # history: nobody is told about it
+                app, slots, environments = _build_structure(spec, start - timedelta(days=3), users["admin"])
+                ctx = _Context(app, slots, environments, users, random.Random(f"slipway-demo-origin/{spec.slug}"))  # noqa: S311
+                for rp in plan.releases:
+                    _play_release(ctx, rp)
+                _deploy_rest_of_world(ctx, plan)
+                with ctx.acting(plan.refreshed_at - timedelta(minutes=1), "admin") as admin:
+                    _seed_simulator(app, admin)
+                with ctx.acting(plan.refreshed_at, None):
+                    services.slots_refresh(application=app)
+            result = AppResult(spec.name, True, app.releases.count(), app.operations.count(), app.audit_events.count())
+            log(
+                f"{spec.name}: {result.releases} releases, {result.operations} operations, "
+                f"{result.audit_events} audit events"
+            )
+            results.append(result)
+        with transaction.atomic():
+            _seed_rings(users, log)
 
-    seed_flags(log=log)
+        seed_flags(log=log)
     return results

@@ -1,21 +1,55 @@
-"""`manage.py seed_demo`: a believable organisation, and running it again changes nothing."""
+"""`manage.py seed_demo`: a believable organisation, played through the product, and running it again
+changes nothing."""
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
+from django.apps import apps
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.test import RequestFactory
 
 from portal.demo.organisation import DEMO_USERS
-from releases.approvals.models import ApprovalRequest
+from releases.approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest
 from releases.audit.models import AuditEvent
-from releases.catalog.models import Application, Environment, Release, ReleaseStatus, SimulatorSlot, Slot
-from strategies.operations.models import Operation
+from releases.catalog.models import (
+    Application,
+    Environment,
+    Release,
+    ReleaseStatus,
+    SimulatorSlot,
+    SimulatorSwap,
+    SimulatorVersionProfile,
+    Slot,
+)
+from strategies.experiments.models import Experiment
+from strategies.flags.models import Flag
+from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
 
 pytestmark = pytest.mark.django_db
 
-MODELS = [Application, Slot, Environment, Release, ApprovalRequest, Operation, AuditEvent, SimulatorSlot]
+MODELS = [
+    Application,
+    Slot,
+    Environment,
+    ApprovalPolicy,
+    Release,
+    ApprovalRequest,
+    ApprovalDecision,
+    Operation,
+    OperationStep,
+    AuditEvent,
+    SimulatorSlot,
+    SimulatorSwap,
+    SimulatorVersionProfile,
+    Flag,
+    Experiment,
+]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def counts() -> dict[str, int]:
@@ -65,7 +99,137 @@ def test_the_demo_has_three_applications_with_four_stages_weeks_of_history_and_o
 def test_running_it_again_changes_nothing() -> None:
     call_command("seed_demo")
     before = counts()
+    newest_event = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first()
 
     call_command("seed_demo")
 
     assert counts() == before
+    assert AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() == newest_event
+
+
+# --- the product's own audit actions ------------------------------------------------------------------
+def _strings(node: ast.AST, literals: set[str], patterns: set[str]) -> None:
+    """The action names an expression can evaluate to: literals, and f-strings as patterns."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        literals.add(node.value)
+    elif isinstance(node, ast.JoinedStr):
+        patterns.add("".join(re.escape(v.value) if isinstance(v, ast.Constant) else "{}" for v in node.values))
+    elif isinstance(node, ast.IfExp):
+        _strings(node.body, literals, patterns)
+        _strings(node.orelse, literals, patterns)
+    elif isinstance(node, ast.BoolOp | ast.Dict):
+        for value in node.values:
+            if value is not None:
+                _strings(value, literals, patterns)
+
+
+def product_actions() -> tuple[set[str], list[re.Pattern[str]]]:
+    """Every audit action the product's code can write, read from the code (the demo modules left out).
+
+    Actions are the `action=` arguments and `action` variables of the product's modules and the first
+    argument of each lifecycle edge (`Transition`, `OperationTransition`). An f-string such as
+    `f"operation.{target}"` stands for its prefix followed by a value of one of the models' choices
+    (statuses, lifecycles) or a bare word the code passes as an action ("paused"), never for any word at
+    all: "operation.started" is not one.
+    """
+    literals: set[str] = set()
+    templates: set[str] = set()
+    for package in ("releases", "strategies", "portal"):
+        for path in (ROOT / package).rglob("*.py"):
+            if path.parent.name == "demo" or "migrations" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                action_keyword = isinstance(node, ast.keyword) and node.arg == "action"
+                action_variable = isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and "action" in t.id.lower() for t in node.targets
+                )
+                if action_keyword or action_variable:
+                    _strings(node.value, literals, templates)  # type: ignore[attr-defined]
+                elif (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", None) in ("Transition", "OperationTransition")
+                    and node.args
+                ):
+                    _strings(node.args[0], literals, templates)
+    words = {literal for literal in literals if re.fullmatch(r"[a-z_]+", literal)}
+    for model in apps.get_models():
+        for model_field in model._meta.get_fields():
+            for value, _label in getattr(model_field, "choices", None) or []:
+                if isinstance(value, str) and re.fullmatch(r"[a-z_]+", value):
+                    words.add(value)
+    choice = "(?:" + "|".join(sorted(map(re.escape, words))) + ")"
+    patterns = [re.compile(template.replace("{}", choice)) for template in templates]
+    return {literal for literal in literals if re.fullmatch(r"[a-z_]+\.[a-z_]+", literal)}, patterns
+
+
+def test_the_scan_of_the_product_finds_its_actions_and_not_the_ones_it_never_writes() -> None:
+    literals, patterns = product_actions()
+
+    def written(action: str) -> bool:
+        return action in literals or any(p.fullmatch(action) for p in patterns)
+
+    for action in [
+        "release.registered",
+        "operation.created",
+        "operation.running",
+        "operation.rolled_back",
+        "approval.approved",
+        "flag.permanent",
+        "operation.resumed",
+        "slot.observed",
+    ]:
+        assert written(action), action
+    # What the seeder used to write by itself: the engine audits a run as "running", a failure as "rolling back".
+    assert not written("operation.started")
+    assert not written("operation.flew")
+
+
+def test_the_demo_audit_trail_holds_only_actions_the_product_writes_and_its_chain_verifies(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    literals, patterns = product_actions()
+
+    call_command("seed_demo")
+
+    seeded = set(AuditEvent.objects.values_list("action", flat=True).distinct())
+    foreign = {a for a in seeded if a not in literals and not any(p.fullmatch(a) for p in patterns)}
+    assert foreign == set()
+    # Every operation was run by the engine: created by a service, claimed by a run, finished by the engine.
+    for operation in Operation.objects.all():
+        actions = list(
+            AuditEvent.objects.filter(object_type="releases.operation", object_id=str(operation.pk))
+            .order_by("created_at", "pk")
+            .values_list("action", flat=True)
+        )
+        assert actions[:2] == ["operation.created", "operation.running"], operation.pk
+        assert actions[-1] == f"operation.{operation.status}", operation.pk
+        assert operation.finished_at is not None
+        assert not operation.steps.exclude(status__in=[StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.FAILED])
+    capsys.readouterr()
+    call_command("audit_verify")
+    assert f"OK: {AuditEvent.objects.count()} events" in capsys.readouterr().out
+
+
+def test_a_failed_canary_leaves_its_release_rolled_back_and_production_untouched_as_the_engine_does() -> None:
+    call_command("seed_demo")
+
+    assert not Release.objects.filter(status=ReleaseStatus.FAILED).exists()
+    operation = Operation.objects.get(kind=Operation.Kind.PROMOTE, status=OperationStatus.ROLLED_BACK)
+    release = operation.release
+    assert release.status == ReleaseStatus.ROLLED_BACK
+    assert "Canary analysis failed" in operation.error
+    failed = operation.steps.get(status=StepStatus.FAILED)
+    assert failed.kind == "analyse" and failed.detail["verdict"] == "fail"
+    undo = operation.steps.filter(parameters__undo=True).get()
+    assert (undo.kind, undo.parameters["percent"], undo.status) == ("set_traffic", 0, StepStatus.SUCCEEDED)
+    assert not operation.steps.filter(kind="swap", status=StepStatus.SUCCEEDED).exists()
+    trail = list(
+        AuditEvent.objects.filter(object_type="releases.release", object_id=str(release.pk))
+        .order_by("created_at", "pk")
+        .values_list("action", "actor_id")
+    )
+    assert trail[-1] == ("release.rolled_back", None)  # by the engine, not by a person
+    # The next release went out as usual, and production never ran the failed build.
+    later = Release.objects.filter(application=release.application, created_at__gt=release.created_at)
+    assert later.filter(status__in=[ReleaseStatus.SUPERSEDED, ReleaseStatus.LIVE]).exists()
+    assert not SimulatorSwap.objects.filter(application=release.application, result__production=release.version)

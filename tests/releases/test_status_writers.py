@@ -41,6 +41,7 @@ OTHER_STATUSES = {
     "request": "strategies.flags' FlagChangeRequest (its own state machine)",
     "launch": "strategies.flags' DarkLaunch (its own state machine)",
     "step": "an OperationStep, the engine's record of one step",
+    "member": "an ErrorCode member's HTTP status (portal.core.errors)",
 }
 RAW_SQL_WRITE = re.compile(r"\b(update|insert\s+into)\s+\"?releases_(release|operation)\b", re.IGNORECASE)
 EDGE_ACTIONS = set(RELEASE_TRANSITIONS) | set(OPERATION_TRANSITIONS)
