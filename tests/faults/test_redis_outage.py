@@ -133,7 +133,13 @@ def test_redis_lost_during_a_bake_loses_the_wake_up_job_and_the_recovery_pass_fi
     recovered = operations_recover()
     assert [pk for pk, _ in recovered] == [operation.pk]
     assert "is gone from Redis" in recovered[0][1]
-    assert worker.alive(), "RQ's worker survives a Redis outage (it reconnects)"
+    if not worker.alive():
+        # RQ's worker retries a refused connection, but quits on a Redis *timeout* ("Redis connection timeout,
+        # quitting"), which a loaded machine can meet while the server restarts. Production runs workers under a
+        # supervisor (deploy/compose.yaml: restart unless-stopped); the test plays that part, and only for that cause.
+        log = worker.log()
+        assert "Redis connection timeout" in log or "could not connect to Redis" in log, log[-3000:]
+        worker.start()
     # RQ's scheduler process did not (the worker restarts it only at its 10-minute maintenance): the next
     # bake's wake-up job stays scheduled past its time, and the next periodic pass re-enqueues it.
     later = periodic_recovery_until_finished(operation, worker, stale_after=2.0)
