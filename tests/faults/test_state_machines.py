@@ -92,9 +92,9 @@ def run_and_tally(machine: type[RuleBasedStateMachine], **more: Any) -> dict[str
 def assert_explored(tally: dict[str, Counter[str]], *, must_succeed: set[str]) -> None:
     """The run did things and was refused things, broadly: a machine that only ever refuses proves nothing.
 
-    The draws are derandomized, but the programs they make follow the services' answers, which depend on real time
-    (bakes, verification sleeps) and so on what the process did before: every action named here has a rule that
-    reaches it on purpose, so the claim does not rest on one lucky program."""
+    The draws are derandomized, but the programs they make follow the services' answers, and those were seen to
+    differ with what the process ran before (real sleeps and wake times are the likely carrier; not pinned down).
+    Actions that only a particular program reaches get a rule of their own (resume, roll back the active one)."""
     assert sum(tally["ok"].values()) >= 20 and sum(tally["refused"].values()) >= 20, tally
     assert len(tally["ok"]) >= 5 and len(tally["refused"]) >= 4, tally
     assert must_succeed <= {a for a, n in tally["ok"].items() if n}, (must_succeed, tally)
@@ -580,8 +580,8 @@ class Operations(Checked):
     @precondition(lambda self: self._active() is not None)
     @rule(reason=st.sampled_from(["", "Errors went up"]))
     def roll_back_the_active_one(self, reason: str) -> None:
-        # Reached on purpose, not by the luck of the draw: which operation the bundle offers `roll_back` depends on
-        # how earlier examples went, and the engine's timing (real sleeps, wake times) varies with the process.
+        # Reached on purpose, not by the luck of the draw: whether the bundle offers `roll_back` an active operation
+        # depends on how earlier steps went, which varied with what the process ran before this test.
         operation = self._active()
         if operation is not None:
             self.roll_back(operation=operation, reason=reason)
