@@ -91,6 +91,8 @@ CANARY = {
     "analysis_minutes": 5,
     "min_requests": 50,
     "min_latency_samples": 20,
+    "verify_seconds": ARGS.bake,
+    "verify_interval_seconds": max(ARGS.bake / 2, 0.01),
 }
 
 

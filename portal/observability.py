@@ -298,9 +298,29 @@ def _record_job(job: Job, queue: Queue, seconds: float) -> None:
         logging.getLogger("slipway.metrics").warning("metrics: could not record job %s", job.id, exc_info=True)
 
 
-class MetricsWorker(_JobMetricsMixin, Worker):
-    """RQ's forking worker, with job metrics (settings.RQ["WORKER_CLASS"])."""
+# By name: this module is imported while logging is configured, before the apps (and models) are loaded.
+RECOVERY_JOB = "strategies.operations.engine.recover_operations_job"
+OPERATIONS_QUEUE = "operations"
 
 
-class MetricsSimpleWorker(_JobMetricsMixin, SimpleWorker):
+class _RecoverAtStart:
+    """A worker of the operations queue queues the operations' recovery pass when it starts (a restarted
+    worker is often the sign that one died holding an operation). Queued rather than run here: the
+    forking worker's own process must not open the database connection its work horses would inherit."""
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)  # type: ignore[misc]
+        if OPERATIONS_QUEUE in self.queue_names():  # type: ignore[attr-defined]
+            try:
+                queue = Queue(OPERATIONS_QUEUE, connection=self.connection)  # type: ignore[attr-defined]
+                queue.enqueue(RECOVERY_JOB, at_front=True)  # first: before the jobs it may find orphaned
+            except Exception:  # the periodic pass will do it; a worker must start regardless
+                logging.getLogger("slipway.worker").warning("could not queue the recovery pass", exc_info=True)
+
+
+class MetricsWorker(_RecoverAtStart, _JobMetricsMixin, Worker):
+    """RQ's forking worker, with job metrics (settings.RQ["WORKER_CLASS"]) and recovery at start."""
+
+
+class MetricsSimpleWorker(_RecoverAtStart, _JobMetricsMixin, SimpleWorker):
     """RQ's in-process worker, with job metrics (`--worker-class portal.observability.MetricsSimpleWorker`)."""

@@ -166,7 +166,13 @@ TEMPLATES = [
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'slipway.sqlite3'}")
 try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+    # Health checks: a persistent connection (DB_CONN_MAX_AGE) that died with a failover is replaced before
+    # a request uses it, rather than answering that request with a 500.
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0), conn_health_checks=True
+        )
+    }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Slipway understands: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -387,15 +393,38 @@ if any(seconds < 0 for seconds in WEBHOOK_RETRY_INTERVALS):
     raise ImproperlyConfigured("WEBHOOK_RETRY_INTERVALS must not be negative")
 WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
 
-# Operations (strategies.operations.engine): a running operation whose heartbeat is older than this is taken over
-# by the recovery pass (every OPERATION_RECOVERY_SWEEP_SECONDS, and by `manage.py recover_operations`);
-# waits shorter than OPERATION_INLINE_WAIT_SECONDS are slept in the worker (RQ schedules to the second),
-# longer ones are re-enqueued for later so no worker is held; a step interrupted by a crash this many
-# times is not tried again and the operation rolls back.
-OPERATION_HEARTBEAT_STALE_SECONDS = env_int("OPERATION_HEARTBEAT_STALE_SECONDS", 90)
-OPERATION_RECOVERY_SWEEP_SECONDS = env_int("OPERATION_RECOVERY_SWEEP_SECONDS", 30)
+# Operations (strategies.operations.engine). A runner beats for its claim every OPERATION_HEARTBEAT_SECONDS
+# from a thread of its own; one silent for OPERATION_HEARTBEAT_STALE_SECONDS is dead, and the recovery pass
+# (every OPERATION_RECOVERY_SWEEP_SECONDS from rqcron, at each worker's start, and `manage.py
+# recover_operations`) hands its operation to a new job: with the defaults within 15 + 10 s of the death.
+# The same pass runs a wake-up still scheduled OPERATION_WAKE_UP_GRACE_SECONDS past its time (no RQ scheduler
+# is moving jobs: the one holding the lock died, and another takes over only after two minutes).
+# Waits shorter than OPERATION_INLINE_WAIT_SECONDS are slept in the worker (RQ schedules to the second); longer
+# ones are re-enqueued for later so no worker is held. A step interrupted by a crash this many times is not
+# tried again and the operation rolls back; an undo step is run up to OPERATION_UNDO_ATTEMPTS times.
+# One run of the job hands back between steps after OPERATION_RUN_BUDGET_SECONDS, and a provider call retries
+# transient errors for at most OPERATION_CALL_BUDGET_SECONDS, so that RQ's timeout for the job
+# (OPERATION_JOB_TIMEOUT_SECONDS) is never what ends a step.
+OPERATION_HEARTBEAT_SECONDS = env_float("OPERATION_HEARTBEAT_SECONDS", 5.0)
+OPERATION_HEARTBEAT_STALE_SECONDS = env_int("OPERATION_HEARTBEAT_STALE_SECONDS", 15)
+OPERATION_RECOVERY_SWEEP_SECONDS = env_int("OPERATION_RECOVERY_SWEEP_SECONDS", 10)
+OPERATION_WAKE_UP_GRACE_SECONDS = env_float("OPERATION_WAKE_UP_GRACE_SECONDS", 3.0)
 OPERATION_INLINE_WAIT_SECONDS = env_float("OPERATION_INLINE_WAIT_SECONDS", 2.0)
 OPERATION_MAX_STEP_RUNS = env_int("OPERATION_MAX_STEP_RUNS", 3)
+OPERATION_UNDO_ATTEMPTS = env_int("OPERATION_UNDO_ATTEMPTS", 4)
+OPERATION_RUN_BUDGET_SECONDS = env_float("OPERATION_RUN_BUDGET_SECONDS", 120.0)
+OPERATION_CALL_BUDGET_SECONDS = env_float("OPERATION_CALL_BUDGET_SECONDS", 120.0)
+# A swap still in flight is polled in the worker this long, then the operation comes back for it later.
+OPERATION_SWAP_POLL_SECONDS = env_float("OPERATION_SWAP_POLL_SECONDS", 10.0)
+OPERATION_SWAP_RECHECK_SECONDS = env_float("OPERATION_SWAP_RECHECK_SECONDS", 5.0)
+OPERATION_JOB_TIMEOUT_SECONDS = env_int("OPERATION_JOB_TIMEOUT_SECONDS", 1200)
+if OPERATION_HEARTBEAT_STALE_SECONDS < 2 * OPERATION_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("OPERATION_HEARTBEAT_STALE_SECONDS must be at least twice OPERATION_HEARTBEAT_SECONDS")
+if OPERATION_JOB_TIMEOUT_SECONDS < OPERATION_RUN_BUDGET_SECONDS + 4 * OPERATION_CALL_BUDGET_SECONDS + 60:
+    raise ImproperlyConfigured(
+        "OPERATION_JOB_TIMEOUT_SECONDS must exceed OPERATION_RUN_BUDGET_SECONDS plus one step's calls "
+        "(4 times OPERATION_CALL_BUDGET_SECONDS) and a minute"
+    )
 # A swap asked for by a runner that died before saving its token is given this long to land before a new one.
 OPERATION_SWAP_SETTLE_SECONDS = env_float("OPERATION_SWAP_SETTLE_SECONDS", 900.0)
 AUTO_PROMOTE_SWEEP_SECONDS = env_int("AUTO_PROMOTE_SWEEP_SECONDS", 60)

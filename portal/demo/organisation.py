@@ -801,7 +801,8 @@ class ReplayQueue(DjangoRQ):
         ReplayQueue.keep(clock.now() + PICKUP, func, args, kwargs)
 
     def enqueue_at(self, datetime: datetime, f: Any, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        kwargs.pop("job_id", None)  # RQ's option, not the function's
+        kwargs.pop("job_id", None)  # RQ's options, not the function's
+        kwargs.pop("job_timeout", None)
         ReplayQueue.keep(datetime, f, args, kwargs)
 
 

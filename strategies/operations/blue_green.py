@@ -2,8 +2,9 @@
 
 gates (staging healthy) → optional swap with preview (apply production's settings to staging,
 verify staging, then the swap completes it; a failed verification cancels the preview) → swap →
-production verified for `verify_seconds` → live. A verification failure swaps back (the engine's
-compensation), and the release is rolled back.
+production verified for `verify_seconds` (health at each check, and error rate and latency against what
+production served in the minutes before the swap, the baseline the swap step records) → live. A
+verification failure swaps back (the engine's compensation), and the release is rolled back.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from portal.core.errors import DomainError, ErrorCode
-from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, clean_options, promotion_swap_step
+from strategies.operations.plan import (
+    PlanContext,
+    StepSpec,
+    clean_options,
+    promotion_swap_step,
+    verify_production_step,
+)
 
 LABEL = "Blue-green slot swap"
 DEFAULTS: dict[str, Any] = {
@@ -48,17 +55,6 @@ def plan(ctx: PlanContext, options: dict[str, Any]) -> list[StepSpec]:
             ),
         ]
     steps.append(promotion_swap_step(ctx, src, dst, options))
-    steps.append(
-        StepSpec(
-            "verify_health",
-            f"Verify {dst} stays healthy for {options['verify_seconds']} s",
-            {
-                "slot": dst,
-                "seconds": options["verify_seconds"],
-                "interval_seconds": options["verify_interval_seconds"],
-                SKIPPABLE: True,
-            },
-        )
-    )
+    steps.append(verify_production_step(dst, options, {}))
     steps.append(StepSpec("go_live", f"Mark {ctx.new_version} live", {}))
     return steps

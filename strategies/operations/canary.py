@@ -2,9 +2,11 @@
 
 For each share (default 5 → 25 → 50 → 100 %): route it, bake for `bake_seconds`, analyse the
 canary (staging) against stable (production) over the last `analysis_minutes`
-(`strategies.operations.analysis`). A fail rolls back (traffic to 0 %); an inconclusive analysis bakes once
-more, then pauses for a person. After the last share passes, a swap puts the build into
-production and the routing returns to 0 %.
+(`strategies.operations.analysis`), after checking the canary still answers its health check. A fail
+rolls back (traffic to 0 %); an inconclusive analysis bakes once more, then pauses for a person. After the
+last share passes, a swap puts the build into production, the routing returns to 0 %, and production is
+verified for `verify_seconds` as blue-green does (health, and error rate and latency against the baseline
+the swap recorded).
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from portal.core.errors import DomainError, ErrorCode
-from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, clean_options, promotion_swap_step
+from strategies.operations.plan import (
+    SKIPPABLE,
+    PlanContext,
+    StepSpec,
+    clean_options,
+    promotion_swap_step,
+    verify_production_step,
+)
 
 LABEL = "Canary"
 DEFAULTS: dict[str, Any] = {
@@ -25,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "min_latency_samples": 30,
     "alpha": 0.01,
     "swap_timeout_seconds": 600.0,
+    "verify_seconds": 60.0,
+    "verify_interval_seconds": 10.0,
 }
 ANALYSIS_KEYS = ("error_margin", "latency_margin", "min_requests", "min_latency_samples", "alpha")
 
@@ -43,6 +54,12 @@ def clean(parameters: dict[str, Any]) -> dict[str, Any]:
             ErrorCode.INVALID,
             "Invalid strategy options — alpha must be between 0 and 0.5.",
             fields={"parameters": "alpha must be between 0 and 0.5."},
+        )
+    if options["verify_interval_seconds"] <= 0:
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Invalid strategy options — verify_interval_seconds must be more than 0.",
+            fields={"parameters": "verify_interval_seconds must be more than 0."},
         )
     if options["analysis_minutes"] < 1:
         raise DomainError(
@@ -83,6 +100,7 @@ def plan(ctx: PlanContext, options: dict[str, Any]) -> list[StepSpec]:
     steps += [
         promotion_swap_step(ctx, src, dst, options),
         StepSpec("set_traffic", f"Reset routing: 0 % to {src}", {"slot": src, "percent": 0}),
+        verify_production_step(dst, options, {k: options[k] for k in ANALYSIS_KEYS}),
         StepSpec("go_live", f"Mark {ctx.new_version} live", {}),
     ]
     return steps

@@ -25,6 +25,7 @@ How a run goes:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -86,10 +87,11 @@ def enqueue_operation(operation: Operation, *, at: datetime | None = None) -> st
     Operation.objects.filter(pk=operation.pk).update(job_id=job_id)
     operation.job_id = job_id
     queue = django_rq.get_queue(QUEUE)
+    timeout = settings.OPERATION_JOB_TIMEOUT_SECONDS
     if at is None:
-        queue.enqueue(run_operation, operation.pk, job_id=job_id)
+        queue.enqueue(run_operation, operation.pk, job_id=job_id, job_timeout=timeout)
     else:
-        queue.enqueue_at(at, run_operation, operation.pk, job_id=job_id)
+        queue.enqueue_at(at, run_operation, operation.pk, job_id=job_id, job_timeout=timeout)
     return job_id
 
 
@@ -107,13 +109,48 @@ def run_operation(operation_id: int) -> dict[str, Any]:
         if not claimed:
             return {"skipped": "not runnable, or another runner holds it"}
         log.info("operation %s claimed by %s", operation_id, runner, **_event("claimed", operation_id))
+        beat = _Heartbeat(operation_id, runner) if job is not None else None
         try:
             return _drive(operation_id, runner)
         except LostClaim as exc:
             log.warning("%s", exc)
             return {"skipped": str(exc)}
         finally:
+            if beat is not None:
+                beat.stop()
             _release_claim(operation_id, runner)
+
+
+class _Heartbeat:
+    """Beat for the claim every OPERATION_HEARTBEAT_SECONDS while the job runs, from a thread of its own.
+
+    So a live runner in a long provider call never looks dead, and the recovery pass can call a runner
+    dead after a short silence (OPERATION_HEARTBEAT_STALE_SECONDS): a killed worker's operation goes
+    on within seconds. The thread has its own database connection, closed when it stops; a failed
+    beat is only logged (the run itself finds a lost claim at its next step). Only in an RQ job: the
+    demo seeder's replay, under a frozen clock, has nobody to take over from it.
+    """
+
+    def __init__(self, operation_id: int, runner: str) -> None:
+        self.operation_id, self.runner = operation_id, runner
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{operation_id}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.OPERATION_HEARTBEAT_SECONDS):
+                try:
+                    Operation.objects.filter(pk=self.operation_id, runner=self.runner).update(heartbeat_at=clock.now())
+                except DatabaseError:
+                    log.warning("operation %s: a heartbeat failed", self.operation_id, exc_info=True)
+                    db_connection.close()
+        finally:
+            db_connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=30)
 
 
 def _release_claim(operation_id: int, runner: str) -> None:
@@ -157,56 +194,111 @@ def _load(operation_id: int) -> Operation:
 
 def _drive(operation_id: int, runner: str) -> dict[str, Any]:
     ran = 0
+    began = time.monotonic()
     while True:
         operation = _load(operation_id)
         if operation.status not in (OperationStatus.RUNNING, OperationStatus.ROLLING_BACK):
             return {"status": operation.status, "steps_run": ran}
         if operation.runner != runner:
             raise LostClaim(f"operation {operation_id} was taken over by {operation.runner or 'nobody'}")
-        step = operation.steps.filter(status__in=UNFINISHED_STEP).order_by("position").first()
-        if step is None:
+        unfinished = list(operation.steps.filter(status__in=UNFINISHED_STEP).order_by("position"))
+        if not unfinished:
             _close(operation)
             continue
-        outcome = _run_step(operation, step, runner)
+        now = clock.now()
+        ready = [s for s in unfinished if not _retry_later(s, now)]
+        if not ready:  # every undo left is failing and waits for its next try
+            until = min(datetime.fromisoformat(s.detail["retry_at"]) for s in unfinished)
+            return _hand_back(operation, runner, Wait(until, "Retrying a failed undo step"), ran)
+        if ran and time.monotonic() - began > settings.OPERATION_RUN_BUDGET_SECONDS:
+            # Hand back between steps, so one job never outlives RQ's timeout for it (OPERATION_JOB_TIMEOUT).
+            return _hand_back(operation, runner, Wait(now, "Going on in a new run"), ran)
+        outcome = _run_step(operation, ready[0], runner)
         ran += 1
         if isinstance(outcome, Wait):
-            now = clock.now()
-            delay = (outcome.until - now).total_seconds()
+            delay = (outcome.until - clock.now()).total_seconds()
             if delay <= settings.OPERATION_INLINE_WAIT_SECONDS:
                 time.sleep(max(delay, 0))
                 continue
-            # Hand the operation back and come back later: no worker is held while it waits.
-            with transaction.atomic():
-                Operation.objects.filter(pk=operation_id, runner=runner).update(
-                    wake_at=outcome.until, waiting_for=outcome.why[:500]
-                )
-                enqueue_operation(operation, at=outcome.until)
-            log.info("operation %s waits until %s", operation_id, outcome.until, **_event("waiting", operation_id))
-            return {"status": "waiting", "until": outcome.until.isoformat(), "steps_run": ran}
+            return _hand_back(operation, runner, outcome, ran)
         if isinstance(outcome, Pause):
             _pause_for_a_person(operation, outcome.why)
             return {"status": "paused", "steps_run": ran}
 
 
-def _run_step(operation: Operation, step: OperationStep, runner: str) -> Done | Wait | Pause | Finished | None:
+def _retry_later(step: OperationStep, now: datetime) -> bool:
+    retry_at = step.detail.get("retry_at") if step.status == StepStatus.PENDING else None
+    return bool(retry_at) and datetime.fromisoformat(retry_at) > now
+
+
+def _hand_back(operation: Operation, runner: str, wait: Wait, ran: int) -> dict[str, Any]:
+    """Come back later (a bake, a swap still in flight, a retry): no worker is held while it waits."""
+    with transaction.atomic():
+        Operation.objects.filter(pk=operation.pk, runner=runner).update(wake_at=wait.until, waiting_for=wait.why[:500])
+        enqueue_operation(operation, at=wait.until)
+    log.info("operation %s waits until %s", operation.pk, wait.until, **_event("waiting", operation.pk))
+    return {"status": "waiting", "until": wait.until.isoformat(), "steps_run": ran}
+
+
+def _claim_step(operation_id: int, step_id: int, runner: str) -> tuple[OperationStep, str] | None:
+    """Start a step, exactly once per decision: returns the step and how ("start", "resume" after a
+    runner died in it, "give_up" after OPERATION_MAX_STEP_RUNS such deaths), or None.
+
+    Under the operation's lock (which `compensate` takes too), the step must still be unfinished and
+    the operation in the state that allows it: a forward step while it runs, an undo step while it
+    rolls back. So a rollback that lands between choosing a step and starting it wins: the step is
+    not started (it was skipped), and a step that was started is on the undo list compensation builds.
+    A forward step found interrupted during a rollback is abandoned: the undo steps cover it.
+    """
     now = clock.now()
-    interrupted = step.status == StepStatus.RUNNING  # a runner died in it
-    if interrupted and step.attempts >= settings.OPERATION_MAX_STEP_RUNS:
+    with transaction.atomic():
+        operation = Operation.objects.select_for_update(no_key=True).get(pk=operation_id)
+        if operation.runner != runner:
+            raise LostClaim(f"operation {operation_id} was taken over by {operation.runner or 'nobody'}")
+        if operation.status not in (OperationStatus.RUNNING, OperationStatus.ROLLING_BACK):
+            return None
+        step = OperationStep.objects.select_for_update(no_key=True).get(pk=step_id)
+        if step.status not in UNFINISHED_STEP:
+            return None
+        interrupted = step.status == StepStatus.RUNNING
+        if operation.status == OperationStatus.ROLLING_BACK and not step.parameters.get("undo"):
+            note = "Abandoned: the operation is rolling back, and its undo steps cover this one."
+            OperationStep.objects.filter(pk=step.pk).update(
+                status=StepStatus.FAILED if interrupted else StepStatus.SKIPPED,
+                finished_at=now,
+                log=f"{step.log}\n{now:%H:%M:%S} {note}" if step.log else note,
+            )
+            return None
+        if interrupted and step.attempts >= settings.OPERATION_MAX_STEP_RUNS:
+            return step, "give_up"
+        changes: dict[str, Any] = {"status": StepStatus.RUNNING}
+        if step.status == StepStatus.PENDING or interrupted:  # a run; coming back from a wait is not another
+            changes["attempts"] = F("attempts") + 1
+        if step.started_at is None:
+            changes["started_at"] = now
+        if step.deadline_at is None and step.kind not in NO_DEADLINE:
+            timeout = step.parameters.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+            changes["deadline_at"] = now + timedelta(seconds=timeout)
+        OperationStep.objects.filter(pk=step.pk).update(**changes)
+        Operation.objects.filter(pk=operation_id).update(heartbeat_at=now, wake_at=None, waiting_for="")
+    step.refresh_from_db()
+    return step, "resume" if interrupted else "start"
+
+
+def _run_step(operation: Operation, chosen: OperationStep, runner: str) -> Done | Wait | Pause | Finished | None:
+    claimed = _claim_step(operation.pk, chosen.pk, runner)
+    if claimed is None:
+        return None
+    step, how = claimed
+    interrupted = how == "resume"
+    if how == "give_up":
         _step_failed(
             operation,
             step,
             f"“{step.title}” was interrupted {step.attempts} times, so its outcome cannot be known; rolling back.",
         )
         return None
-    changes: dict[str, Any] = {"status": StepStatus.RUNNING, "attempts": F("attempts") + 1}
-    if step.started_at is None:
-        changes["started_at"] = now
-        if step.kind not in NO_DEADLINE:
-            timeout = step.parameters.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
-            changes["deadline_at"] = now + timedelta(seconds=timeout)
-    OperationStep.objects.filter(pk=step.pk).update(**changes)
-    Operation.objects.filter(pk=operation.pk, runner=runner).update(heartbeat_at=now, wake_at=None, waiting_for="")
-    step.refresh_from_db()
+    operation.refresh_from_db(fields=["status", "error"])
     log.info(
         "operation %s step %s (%s) started",
         operation.pk,
@@ -272,28 +364,56 @@ def _describe(step: OperationStep, exc: BaseException) -> str:
 
 
 def _step_failed(operation: Operation, step: OperationStep, error: str) -> None:
-    ctx_log = f"{step.log}\n{clock.now():%H:%M:%S} {error}" if step.log else error
-    OperationStep.objects.filter(pk=step.pk).update(status=StepStatus.FAILED, finished_at=clock.now(), log=ctx_log)
+    """Record why the step failed and decide what comes next.
+
+    A forward step's failure starts compensation (a promotion) or fails the operation (a rollback's
+    own steps). An undo step's failure is retried on its own, up to OPERATION_UNDO_ATTEMPTS runs, while
+    the other undo steps go on; one that fails for good is reported by `_close` once the rest have run,
+    so routing back to 0 % and cancelling a preview are never skipped because a swap back failed.
+    """
+    now = clock.now()
+    current = Operation.objects.get(pk=operation.pk)
+    line = f"{now:%H:%M:%S} {error}"
+    text = f"{step.log}\n{line}" if step.log else line
+    undo = bool(step.parameters.get("undo"))
+    if current.status == OperationStatus.ROLLING_BACK and undo and step.attempts < settings.OPERATION_UNDO_ATTEMPTS:
+        retry_at = now + timedelta(seconds=min(2.0**step.attempts, 60.0))
+        OperationStep.objects.filter(pk=step.pk).update(
+            status=StepStatus.PENDING,
+            deadline_at=None,  # the next run has its own deadline
+            log=f"{text} Trying again at {retry_at:%H:%M:%S} (run {step.attempts + 1} of "
+            f"{settings.OPERATION_UNDO_ATTEMPTS}); the other undo steps go on meanwhile.",
+            detail={**step.detail, "retry_at": retry_at.isoformat(), "error": error},
+        )
+        log.warning(
+            "operation %s: %s (will retry)", operation.pk, error, **_event("step_failed", operation.pk, step.position)
+        )
+        return
+    OperationStep.objects.filter(pk=step.pk).update(
+        status=StepStatus.FAILED, finished_at=now, log=text, detail={**step.detail, "error": error}
+    )
     log.warning("operation %s: %s", operation.pk, error, **_event("step_failed", operation.pk, step.position))
-    if operation.status == OperationStatus.RUNNING:
-        if operation.kind == Operation.Kind.PROMOTE:
+    if current.status == OperationStatus.RUNNING:
+        if current.kind == Operation.Kind.PROMOTE:
             compensate(operation_id=operation.pk, error=error, actor=None)
         else:
-            _fail(operation, error)
-    elif operation.status == OperationStatus.ROLLING_BACK and step.parameters.get("undo"):
-        _fail(operation, f"{operation.error} Then the rollback failed: {error} Production needs a person to check it.")
+            _fail(current, error)
 
 
 # --- compensation, closing -----------------------------------------------------------------------
-def compensate(*, operation_id: int, error: str, actor: Any, reason: str = "") -> Operation:
+def compensate(*, operation_id: int, error: str, actor: Any, reason: str = "") -> Operation | None:
     """Start undoing: forward steps not begun are skipped, the undo steps appended, status rolling back.
 
-    A step running right now is left to its runner (who reads the new status before the next step).
+    Returns None when the operation can no longer roll back (it finished, or is rolling back already).
+    Under the operation's lock, which a runner takes to start a step (`_claim_step`), so the undo list
+    is built from what the steps are: a step that began (running, waiting on its provider, failed,
+    succeeded) is undone; one not begun is skipped and can no longer start. A step running right now is
+    left to its runner, who reads the new status before choosing the next step.
     """
     with transaction.atomic():
         operation = Operation.objects.select_for_update(no_key=True).select_related("application").get(pk=operation_id)
         if not operation_can(operation.status, "operation.rolling_back"):
-            return operation
+            return None
         steps = list(operation.steps.order_by("position"))
         operation.steps.filter(status__in=(StepStatus.PENDING, StepStatus.WAITING)).update(status=StepStatus.SKIPPED)
         undo = compensation_for(steps)
@@ -322,10 +442,22 @@ def compensate(*, operation_id: int, error: str, actor: Any, reason: str = "") -
 
 
 def _close(operation: Operation) -> None:
-    """Every step is done: a rollback that completed rolls the release back; a plan without a final step succeeds."""
+    """Every step is done: a rollback that completed rolls the release back; a plan without a final step succeeds.
+
+    A rollback whose undo steps did not all succeed fails the operation, naming each, for a person.
+    """
     with transaction.atomic():
         current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
         if operation_can(current.status, "operation.rolled_back"):
+            failed = [
+                s
+                for s in current.steps.filter(status=StepStatus.FAILED).order_by("position")
+                if s.parameters.get("undo")
+            ]
+            if failed:
+                undone = "; ".join(s.detail.get("error") or s.title for s in failed)
+                _fail(current, f"{current.error} Then undoing failed: {undone} Production needs a person to check it.")
+                return
             release = Release.objects.select_for_update(no_key=True).get(pk=current.release_id)
             if release.status == ReleaseStatus.ROLLING_OUT:
                 release_roll_back(release=release, actor=None, reason=current.error or "Rolled back")
@@ -365,15 +497,22 @@ def _job_alive(job_id: str) -> bool:
     return job.get_status(refresh=True) in LIVE_JOB_STATES
 
 
-def _overdue_wake_up(operation: Operation, now: datetime, stale_after: float) -> bool:
-    """Its wake-up job is still scheduled in Redis well past its time: nothing is moving scheduled jobs.
+def _overdue_wake_up(operation: Operation, now: datetime) -> bool:
+    """Its wake-up job is still scheduled in Redis OPERATION_WAKE_UP_GRACE_SECONDS past its time: nothing is
+    moving scheduled jobs.
 
-    RQ's scheduler (a process of a `--with-scheduler` worker) exits when Redis goes away, and the worker
-    starts it again only at its maintenance interval (10 minutes): after a Redis blip every bake would
-    stall that long (found by tests/faults/test_redis_outage.py). The stale job is deleted before the
-    operation is re-enqueued, so it cannot run a second time when a scheduler comes back.
+    RQ's scheduler runs inside one `--with-scheduler` worker that holds a lock: when that worker dies,
+    another takes the lock over only after about two minutes, and when Redis goes away the scheduler
+    exits until the worker's maintenance interval (10 minutes). Every bake and verification would wait
+    that long (found by tests/faults/test_redis_outage.py). So the recovery pass, which rqcron runs every
+    OPERATION_RECOVERY_SWEEP_SECONDS on its own, is the engine's own wake-up sweep. The stale job is deleted
+    before the operation is re-enqueued, so it cannot run a second time when a scheduler comes back (and
+    if it did, its claim would find the operation taken).
     """
-    if operation.wake_at is None or (now - operation.wake_at).total_seconds() < stale_after:
+    if (
+        operation.wake_at is None
+        or (now - operation.wake_at).total_seconds() < settings.OPERATION_WAKE_UP_GRACE_SECONDS
+    ):
         return False
     queue = django_rq.get_queue(QUEUE)
     try:
@@ -392,7 +531,7 @@ def operations_recover(*, stale_after: float | None = None) -> list[tuple[int, s
     Nobody is driving it when its claimant's heartbeat is older than `stale_after` seconds
     (OPERATION_HEARTBEAT_STALE_SECONDS by default), or when it is unclaimed and its job is no longer
     queued, scheduled or running in Redis (a worker died before claiming, or Redis lost its data), or
-    its wake-up job is still scheduled `stale_after` seconds past its time (no scheduler is running).
+    its wake-up job is still scheduled past its time (`_overdue_wake_up`: no scheduler is moving jobs).
     The re-enqueued job takes the claim over and resumes the interrupted step.
     """
     stale_after = settings.OPERATION_HEARTBEAT_STALE_SECONDS if stale_after is None else stale_after
@@ -408,8 +547,11 @@ def operations_recover(*, stale_after: float | None = None) -> list[tuple[int, s
             Operation.objects.filter(pk=operation.pk, runner=operation.runner).update(
                 heartbeat_at=now - timedelta(seconds=settings.OPERATION_HEARTBEAT_STALE_SECONDS + 1)
             )
-        elif _overdue_wake_up(operation, now, stale_after):
-            why = f"its wake-up job {operation.job_id} was still scheduled {stale_after:g} s past its time"
+        elif _overdue_wake_up(operation, now):
+            why = (
+                f"its wake-up job {operation.job_id} was still scheduled "
+                f"{settings.OPERATION_WAKE_UP_GRACE_SECONDS:g} s past its time"
+            )
         elif _job_alive(operation.job_id):
             continue
         else:

@@ -29,8 +29,8 @@ class PromoteForm(forms.Form):
     verify_seconds = forms.FloatField(
         required=False,
         min_value=0,
-        label="Blue-green: verify production for (seconds)",
-        help_text="Empty for the default (60 s).",
+        label="Blue-green and canary: verify production after the swap for (seconds)",
+        help_text="Health, error rate and latency against before the swap. Empty for the default (60 s).",
     )
 
     def clean_shares(self) -> list[int] | None:
@@ -53,8 +53,8 @@ class PromoteForm(forms.Form):
                 parameters["bake_seconds"] = data["bake_seconds"]
         elif data["strategy"] == "blue_green":
             parameters["preview"] = data["preview"]
-            if data["verify_seconds"] is not None:
-                parameters["verify_seconds"] = data["verify_seconds"]
+        if data["strategy"] in ("canary", "blue_green") and data["verify_seconds"] is not None:
+            parameters["verify_seconds"] = data["verify_seconds"]
         return parameters
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from portal.core.errors import DomainError, ErrorCode
 from releases.catalog.models import Application, Environment, Release
-from strategies.operations.models import OperationStep, StepStatus
+from strategies.operations.models import OperationStep
 
 # Steps a "promote now" may skip: waiting and analysing, and the intermediate traffic shares.
 SKIPPABLE = "skippable"
@@ -59,39 +59,59 @@ def promotion_swap_step(ctx: PlanContext, source: str, target: str, options: dic
         before=ctx.previous_version,
         title=f"Swap {source} into {target}: {ctx.previous_version or 'nothing'} → {ctx.new_version}",
         timeout_seconds=options["swap_timeout_seconds"],
+        record_baseline=True,  # what production served before: its verification compares with it
+    )
+
+
+def verify_production_step(target: str, options: dict[str, Any], analysis: dict[str, Any]) -> StepSpec:
+    """After the swap: production stays healthy, and no worse on error rate and latency than before it."""
+    return StepSpec(
+        "verify_health",
+        f"Verify {target} stays healthy and no worse than before the swap for {options['verify_seconds']} s",
+        {
+            "slot": target,
+            "seconds": options["verify_seconds"],
+            "interval_seconds": options["verify_interval_seconds"],
+            "compare_with_baseline": True,
+            **analysis,
+            SKIPPABLE: True,
+        },
     )
 
 
 def compensation_for(steps: list[OperationStep]) -> list[StepSpec]:
-    """Undo what the steps did, newest first: traffic back to 0 %, previews cancelled, swaps reversed.
+    """Undo what the steps did: traffic back to 0 %, then swaps reversed (newest first), then previews cancelled.
 
-    Steps that succeeded, and the step that failed or was interrupted (it may have half happened),
-    are undone; each undo is itself idempotent (a swap back is a no-op when the target already runs
-    the old version, traffic at 0 % stays at 0 %), so undoing something that never happened is harmless.
+    Every step that began is undone — succeeded, failed, interrupted, or waiting on its provider (a swap
+    in flight): it may have half happened. Each undo is idempotent (a swap back is a no-op when the target
+    already runs the old version, traffic at 0 % stays at 0 %), so undoing something that never happened
+    is harmless. Routing goes first because it is the quickest way to take the build out of production's
+    traffic and needs nothing else to finish; a swap back may have to wait for a swap still in flight;
+    a preview can only be cancelled once no swap of its slot runs. Each undo step is run and retried on its
+    own (the engine's `_step_failed`), so one that fails never keeps the others from running.
     """
-    touched = [
-        s
-        for s in steps
-        if s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.RUNNING) and not s.parameters.get("undo")
-    ]
-    specs: list[StepSpec] = []
+    began = [s for s in steps if s.started_at is not None and not s.parameters.get("undo")]
+    newest_first = sorted(began, key=lambda s: s.position, reverse=True)
+    traffic: list[StepSpec] = []
+    swaps: list[StepSpec] = []
+    previews: list[StepSpec] = []
     reset_slots: set[tuple[Any, str]] = set()
-    for step in sorted(touched, key=lambda s: s.position, reverse=True):
+    for step in newest_first:
         p = step.parameters
         # A step on another application (a ring target) is undone on that application.
         on = {"application": p["application"]} if "application" in p else {}
         if step.kind == "set_traffic" and (p.get("application"), p["slot"]) not in reset_slots:
             reset_slots.add((p.get("application"), p["slot"]))
-            specs.append(
+            traffic.append(
                 StepSpec("set_traffic", f"Route 0 % of traffic to {p['slot']}", {"slot": p["slot"], "percent": 0, **on})
             )
         elif step.kind == "swap_preview":
-            specs.append(
+            previews.append(
                 StepSpec("cancel_preview", f"Cancel the swap preview of {p['source']}", {"source": p["source"], **on})
             )
         elif step.kind == "swap":
             where = f"{p['application_name']} " if p.get("application_name") else ""
-            specs.append(
+            swaps.append(
                 swap_step(
                     p["source"],
                     p["target"],
@@ -100,13 +120,13 @@ def compensation_for(steps: list[OperationStep]) -> list[StepSpec]:
                     title=f"Swap back: {where}{p['target']} returns to {p['previous_version'] or 'nothing'}",
                     # Never less time to undo than the default: the swap it undoes may have timed out.
                     timeout_seconds=max(p.get("timeout_seconds", 600.0), 600.0),
-                    # A swap that timed out may still be running at the provider: finish it first.
+                    # A swap that did not finish may still be running at the provider: let it end first.
                     **({"await_token": step.resume_token} if step.resume_token else {}),
                     **on,
                     **({"application_name": p["application_name"]} if "application_name" in p else {}),
                 )
             )
-    return specs
+    return [*traffic, *swaps, *previews]
 
 
 def clean_options(parameters: dict[str, Any], defaults: dict[str, Any], *, strategy: str) -> dict[str, Any]:

@@ -270,13 +270,14 @@ def operation_rollback(*, operation: Operation, actor: Any, reason: str) -> Oper
             "Say why you are rolling back; the reason is recorded.",
             fields={"reason": "The reason is recorded."},
         )
-    if not operation_can(operation.status, "operation.rolling_back"):
-        raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, operation_refusal(operation, "operation.rolling_back"))
     error = f"Rolled back by {actor or 'the system'}: {reason}"
     with transaction.atomic():
-        operation = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=reason)
-        engine.enqueue_operation(operation)
-    return operation
+        started = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=reason)
+        if started is None:  # decided under the lock: of concurrent callers exactly one starts the rollback
+            operation.refresh_from_db()
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, operation_refusal(operation, "operation.rolling_back"))
+        engine.enqueue_operation(started)
+    return started
 
 
 def application_rollback(*, application: Application, actor: Any, reason: str) -> Operation:
@@ -501,9 +502,11 @@ def ring_reject(*, operation: Operation, actor: Any, comment: str) -> Operation:
         OperationStep.objects.filter(pk=step.pk).update(
             detail={**step.detail, "rejection": {"by": actor.get_username(), "at": clock.now().isoformat()}}
         )
-        operation = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=comment)
-        engine.enqueue_operation(operation)
-    return operation
+        started = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=comment)
+        if started is None:  # not reachable while we hold the lock and the ring waits; kept for the type
+            raise DomainError(ErrorCode.TRANSITION_NOT_ALLOWED, operation_refusal(operation, "operation.rolling_back"))
+        engine.enqueue_operation(started)
+    return started
 
 
 # --- rings: configuration ------------------------------------------------------------------------

@@ -22,7 +22,14 @@ from django.db import transaction
 
 from portal.core import clock
 from releases.catalog.models import Application, Release, ReleaseStatus
-from releases.catalog.providers import Attempt, HostingProvider, ProviderError, TransientError, call_with_retry
+from releases.catalog.providers import (
+    Attempt,
+    HostingProvider,
+    MetricsSample,
+    ProviderError,
+    TransientError,
+    call_with_retry,
+)
 from releases.catalog.providers.registry import provider_for
 from releases.catalog.services import release_go_live, release_restore, release_roll_back
 from strategies.operations.analysis import FAIL, PASS, AnalysisConfig, analyse
@@ -106,9 +113,12 @@ class StepContext:
             return math.inf
         return (self.step.deadline_at - clock.now()).total_seconds()
 
-    def call[T](self, fn: Callable[[], T], doing: str) -> T:
-        """A provider call, retried on transient errors until the step's deadline; each attempt logged."""
-        remaining = self.remaining()
+    def call[T](self, fn: Callable[[], T], doing: str, *, past_deadline: bool = False) -> T:
+        """A provider call, retried on transient errors until the step's deadline (at most
+        OPERATION_CALL_BUDGET_SECONDS); each attempt logged. `past_deadline` reads are made even after the
+        deadline (what became of a swap must be read before the step decides it timed out)."""
+        budget = settings.OPERATION_CALL_BUDGET_SECONDS
+        remaining = budget if past_deadline else min(self.remaining(), budget)
         if remaining <= 0:
             raise TimeoutError(f"{doing}: the step's deadline passed.")
 
@@ -119,7 +129,7 @@ class StepContext:
             self.save(attempts=self.step.attempts)  # attempts counts runs; the log keeps each call
             self.heartbeat()
 
-        return call_with_retry(fn, deadline_s=min(remaining, 600.0), on_attempt=on_attempt, sleep=self.sleep)
+        return call_with_retry(fn, deadline_s=remaining, on_attempt=on_attempt, sleep=self.sleep)
 
 
 # --- executors -----------------------------------------------------------------------------------
@@ -161,6 +171,13 @@ def analyse_canary(ctx: StepContext) -> Outcome:
     if extended_until and now < datetime.fromisoformat(extended_until) and not detail.get("accept_inconclusive"):
         return Wait(datetime.fromisoformat(extended_until), "Baking longer: the last analysis was inconclusive")
     app = ctx.application
+    slot = p["canary_slot"]
+    health = ctx.call(lambda: ctx.provider.check_health(app, slot), f"Health check of {slot}")
+    if not health.healthy:
+        ctx.update_detail(health={"healthy": False, "status_code": health.status_code, "detail": health.detail})
+        raise StepFailed(
+            f"The canary ({slot}) failed its health check at the analysis: HTTP {health.status_code} {health.detail}"
+        )
     # Stable may be another application: a ring target's production is compared with the operation's.
     stable_id = p.get("stable_application", app.pk)
     stable_app = app if stable_id == app.pk else Application.objects.get(pk=stable_id)
@@ -191,7 +208,11 @@ def analyse_canary(ctx: StepContext) -> Outcome:
 
 def swap(ctx: StepContext) -> Outcome:
     """Swap `source` into `target` once: a persisted token is resumed; a target already running the
-    expected version means the swap happened (perhaps begun by a runner that died before saving)."""
+    expected version means the swap happened (perhaps begun by a runner that died before saving).
+
+    A swap still in flight after OPERATION_SWAP_POLL_SECONDS hands the operation back (`Wait`) and is
+    followed by its token on the next run, so no worker sits on a slow swap. What became of a resumed
+    swap is read before its deadline is looked at: a swap that landed while nobody watched succeeded."""
     p, app, provider = ctx.step.parameters, ctx.application, ctx.provider
     source, target, expect = p["source"], p["target"], p["expect_version"]
 
@@ -199,11 +220,12 @@ def swap(ctx: StepContext) -> Outcome:
         return next((s.version for s in provider.slot_states(app) if s.name == target), "")
 
     if p.get("await_token") and not ctx.step.detail.get("awaited"):
-        _await_earlier_swap(ctx, p["await_token"])
-    handle = None
+        waiting = _await_earlier_swap(ctx, p["await_token"])
+        if waiting is not None:
+            return waiting
     if ctx.step.resume_token:
         token = ctx.step.resume_token
-        handle = ctx.call(lambda: provider.resume_swap(app, token), "Resume the swap")
+        handle = ctx.call(lambda: provider.resume_swap(app, token), "Resume the swap", past_deadline=True)
         ctx.log(f"Resuming swap {token}")
     else:
         intent = ctx.step.detail.get("swap_requested_at")
@@ -214,6 +236,8 @@ def swap(ctx: StepContext) -> Outcome:
             while clock.now() < settle_until and ctx.call(target_version, f"Read what {target} runs") != expect:
                 ctx.heartbeat()
                 ctx.sleep(min(1.0, max(0.01, (settle_until - clock.now()).total_seconds())))
+        if p.get("record_baseline") and "baseline" not in ctx.step.detail:
+            _record_baseline(ctx, target)
         ctx.update_detail(swap_requested_at=clock.now().isoformat())
 
         def start() -> Any:
@@ -227,59 +251,104 @@ def swap(ctx: StepContext) -> Outcome:
         log.info("operation %s swap begun", ctx.operation.pk, extra=_event(ctx, "swap_begun"))
         ctx.save(resume_token=handle.resume_token)
         ctx.log(f"Swap begun; resume token {handle.resume_token}")
-    poll = 0.5
-    while True:
-        ctx.heartbeat()
-        remaining = ctx.remaining()
-        if remaining <= 0:
+        log.info("operation %s swap token saved", ctx.operation.pk, extra=_event(ctx, "swap_token_saved"))
+    if not _follow(ctx, handle, lambda: provider.resume_swap(app, ctx.step.resume_token), "the swap"):
+        if ctx.remaining() <= 0:
             raise TimeoutError(f"The swap of {source} into {target} did not finish before the step's deadline.")
-        try:
-            handle.result(timeout=min(poll, remaining))
-            break
-        except TimeoutError:
-            poll = min(poll * 2, 5.0)
-            continue
-        except TransientError as exc:  # a failed poll: keep polling the same swap, never begin another
-            ctx.log(f"Polling the swap failed ({exc}); resuming it by its token")
-            handle = ctx.call(lambda: provider.resume_swap(app, ctx.step.resume_token), "Resume the swap")
-    found = ctx.call(target_version, f"Read what {target} runs")
+        return _come_back(ctx, f"Waiting for the swap of {source} into {target} to finish")
+    found = ctx.call(target_version, f"Read what {target} runs", past_deadline=True)
     if found != expect:
         raise StepFailed(f"After the swap {target} runs {found or 'an unknown version'}, not {expect}.")
     return Done({"swapped": True, "token": ctx.step.resume_token})
 
 
-def _await_earlier_swap(ctx: StepContext, token: str) -> None:
-    """Undoing a swap that timed out: it may still be running at the provider, and would land after
-    the swap back (leaving production on the build being rolled back). Wait for it to end first."""
-    provider, app = ctx.provider, ctx.application
+BASELINE_MINUTES = 5
+BASELINE_MAX_LATENCIES = 500
+
+
+def _record_baseline(ctx: StepContext, slot: str) -> None:
+    """What `slot` served over the last minutes before the swap: the verification after it compares
+    error rate and latency with this. Without it (the provider could not say) verification is health only."""
     try:
-        handle = ctx.call(lambda: provider.resume_swap(app, token), "Resume the interrupted swap")
-    except ProviderError as exc:  # the provider no longer knows it: it ended long ago
-        ctx.update_detail(awaited=f"the provider no longer knows it ({exc})")
+        sample = ctx.call(
+            lambda: ctx.provider.metrics(ctx.application, slot, minutes=BASELINE_MINUTES), f"Baseline metrics of {slot}"
+        )
+    except (ProviderError, TimeoutError) as exc:
+        ctx.log(f"No baseline of {slot} ({exc}); its verification will look at health only")
+        ctx.update_detail(baseline=None)
         return
-    ctx.log(f"Waiting for the interrupted swap {token} to end before swapping back")
+    latencies = sample.latencies_ms
+    if len(latencies) > BASELINE_MAX_LATENCIES:
+        latencies = [latencies[int(i * len(latencies) / BASELINE_MAX_LATENCIES)] for i in range(BASELINE_MAX_LATENCIES)]
+    ctx.update_detail(
+        baseline={"slot": slot, "requests": sample.requests, "errors": sample.errors, "latencies_ms": latencies}
+    )
+
+
+def _baseline(ctx: StepContext, slot: str) -> MetricsSample | None:
+    """The baseline the operation's promotion swap into `slot` recorded, if any."""
+    for step in OperationStep.objects.filter(operation_id=ctx.operation.pk, kind="swap").order_by("-position"):
+        recorded = step.detail.get("baseline")
+        if recorded and recorded.get("slot") == slot and not step.parameters.get("undo"):
+            return MetricsSample(recorded["requests"], recorded["errors"], list(recorded["latencies_ms"]))
+    return None
+
+
+def _follow(ctx: StepContext, handle: Any, resume: Callable[[], Any], what: str) -> bool:
+    """Poll a swap in flight for up to OPERATION_SWAP_POLL_SECONDS (never past the step's deadline, but
+    at least once): True when it finished, False when it is still running. A failed swap raises its
+    provider error; a failed poll is resumed by the token, never begun again."""
+    poll_until = time.monotonic() + max(0.0, min(settings.OPERATION_SWAP_POLL_SECONDS, ctx.remaining()))
     poll = 0.5
     while True:
         ctx.heartbeat()
-        remaining = ctx.remaining()
-        if remaining <= 0:
-            raise TimeoutError(
-                "The interrupted swap did not end before the step's deadline; production needs a person."
-            )
+        left = poll_until - time.monotonic()
         try:
-            handle.result(timeout=min(poll, remaining))
-            outcome = "it completed"
-            break
+            handle.result(timeout=max(0.0, min(poll, left)))
+            return True
         except TimeoutError:
+            if left <= 0:
+                return False
             poll = min(poll * 2, 5.0)
         except TransientError as exc:
-            ctx.log(f"Polling the interrupted swap failed ({exc}); resuming it by its token")
-            handle = ctx.call(lambda: provider.resume_swap(app, token), "Resume the interrupted swap")
-        except ProviderError as exc:  # it failed: nothing of it to wait for
-            outcome = f"it failed ({exc})"
-            break
+            ctx.log(f"Polling {what} failed ({exc}); resuming it by its token")
+            handle = ctx.call(resume, f"Resume {what}", past_deadline=True)
+
+
+def _come_back(ctx: StepContext, why: str) -> Wait:
+    return Wait(clock.now() + timedelta(seconds=settings.OPERATION_SWAP_RECHECK_SECONDS), why)
+
+
+def _await_earlier_swap(ctx: StepContext, token: str) -> Wait | None:
+    """Undoing a swap that did not finish: it may still be running at the provider, and would land after
+    the swap back (leaving production on the build being rolled back). Wait for it to end first — by
+    coming back for it, not by holding the worker. None once it ended."""
+    provider, app = ctx.provider, ctx.application
+
+    def resume() -> Any:
+        return provider.resume_swap(app, token)
+
+    try:
+        handle = ctx.call(resume, "Resume the interrupted swap", past_deadline=True)
+    except ProviderError as exc:  # the provider no longer knows it: it ended long ago
+        ctx.update_detail(awaited=f"the provider no longer knows it ({exc})")
+        return None
+    try:
+        finished = _follow(ctx, handle, resume, "the interrupted swap")
+    except ProviderError as exc:  # it failed: nothing of it to wait for
+        outcome = f"it failed ({exc})"
+    else:
+        if not finished:
+            if ctx.remaining() <= 0:
+                raise TimeoutError(
+                    "The interrupted swap did not end before the step's deadline; production needs a person."
+                )
+            ctx.log(f"Waiting for the interrupted swap {token} to end before swapping back")
+            return _come_back(ctx, "Waiting for the interrupted swap to end before swapping back")
+        outcome = "it completed"
     ctx.log(f"The interrupted swap ended: {outcome}")
     ctx.update_detail(awaited=outcome)
+    return None
 
 
 def swap_preview(ctx: StepContext) -> Outcome:
@@ -307,6 +376,15 @@ def verify_health(ctx: StepContext) -> Outcome:
             f"{slot} failed its health check during verification: HTTP {result.status_code} {result.detail}"
         )
     elapsed = (now - step.started_at).total_seconds()
+    baseline = _baseline(ctx, slot) if p.get("compare_with_baseline") else None
+    if baseline is not None:
+        since = max(1, math.ceil(elapsed / 60))
+        served = ctx.call(lambda: ctx.provider.metrics(ctx.application, slot, minutes=since), f"Metrics of {slot}")
+        verdict = analyse(served, baseline, AnalysisConfig.from_parameters(p))
+        check["analysis"] = verdict.verdict
+        ctx.update_detail(checks=[*checks[:-1], check][-50:], analysis=verdict.as_detail())
+        if verdict.verdict == FAIL:
+            raise StepFailed(f"{slot} is worse than before the swap: " + " ".join(verdict.reasons))
     if elapsed >= p["seconds"]:
         return Done()
     ctx.save(progress=min(99, int(100 * elapsed / max(p["seconds"], 1e-6))))

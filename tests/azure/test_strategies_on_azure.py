@@ -38,7 +38,14 @@ VERSIONS = {"production": "1.0.0", "staging": "1.1.0", "test": "1.1.0", "dev": "
 # Tiny timings: verification and bake in hundredths of a second (slept in the worker), analysis on 5 minutes
 # of Azure Monitor data (5 per-minute latency averages per side).
 FAST_BLUE_GREEN = {"verify_seconds": 0.05, "verify_interval_seconds": 0.02}
-FAST_CANARY = {"bake_seconds": 0.02, "analysis_minutes": 5, "min_requests": 50, "min_latency_samples": 5}
+FAST_CANARY = {
+    "bake_seconds": 0.02,
+    "analysis_minutes": 5,
+    "min_requests": 50,
+    "min_latency_samples": 5,
+    "verify_seconds": 0.05,
+    "verify_interval_seconds": 0.02,
+}
 # What each slot serves per minute, as Azure Monitor reports it (Requests, Http5xx, HttpResponseTime).
 STABLE_TRAFFIC = MinuteMetrics(requests=1200, errors=2, response_time_ms=85)
 GOOD_CANARY = MinuteMetrics(requests=600, errors=1, response_time_ms=84)
@@ -425,9 +432,12 @@ def test_a_canary_routes_each_share_passes_its_analysis_on_azure_monitor_then_sw
     states = {s.name: s for s in AzureProvider.for_application(checkout).slot_states(checkout)}
     assert (states["production"].traffic_percent, states["staging"].traffic_percent) == (100, 0)
 
-    # Each analysis read Azure Monitor for the canary (staging) and stable (production), 5 minutes of PT1M data.
+    # Each analysis read Azure Monitor for the canary (staging) and stable (production), 5 minutes of PT1M data;
+    # then the swap recorded production's baseline, and each verification of production read it again.
     metrics = emulator.requests("metrics", site=site.name)
-    assert [r.slot for r in metrics] == ["staging", "production"] * 4
+    verifications = operation.steps.get(kind="verify_health").detail["checks"]
+    assert [r.slot for r in metrics] == ["staging", "production"] * 4 + ["production"] * (1 + len(verifications))
+    assert all(check["analysis"] for check in verifications)
     assert {r.query["metricnames"] for r in metrics} == {"Requests,Http5xx,HttpResponseTime"}
     analyses = list(operation.steps.filter(kind="analyse").order_by("position"))
     assert [a.detail["verdict"] for a in analyses] == ["pass"] * 4
@@ -469,8 +479,9 @@ def test_a_canary_erring_in_azure_monitor_gets_its_traffic_back_to_zero_and_is_r
     assert (analysis.status, analysis.detail["verdict"]) == (StepStatus.FAILED, "fail")
     undo = operation.steps.filter(parameters__undo=True)
     assert [(s.kind, s.parameters["percent"], s.status) for s in undo] == [("set_traffic", 0, StepStatus.SUCCEEDED)]
-    # Everything after the failed analysis (three more shares, the swap, the reset, go live) was skipped.
-    assert operation.steps.filter(status=StepStatus.SKIPPED).count() == 12
+    # Everything after the failed analysis (three more shares, the swap, the reset, the verification, go live)
+    # was skipped.
+    assert operation.steps.filter(status=StepStatus.SKIPPED).count() == 13
 
     # 5 % went to the canary, then the rule was removed; nothing was swapped.
     assert routing_writes(emulator, site) == [[("staging", 5.0)], []]
