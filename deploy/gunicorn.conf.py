@@ -40,6 +40,13 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 500)
 # Load the application once in the master, then fork: less memory, faster worker restarts.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "1") not in {"0", "false", "no"}
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or ("/dev/shm" if Path("/dev/shm").is_dir() else None)  # noqa: S108
+# gunicorn 25+'s control socket (`gunicornc`) defaults to one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl), shared
+# by every gunicorn on the host: a second instance would take the first one's socket over. Slipway's operators
+# use signals, so it is off unless GUNICORN_CONTROL_SOCKET names a path of this instance's own.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+if not control_socket:
+    del control_socket
 # Behind a TLS-terminating proxy (App Service, Front Door, a load balancer): trust its X-Forwarded-* headers.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 

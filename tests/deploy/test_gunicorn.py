@@ -37,8 +37,11 @@ def server(tmp_path: Path, rq_queues: dict[str, Queue]) -> Iterator[tuple[str, P
     port = _free_port()
     metrics_dir = tmp_path / "prometheus"
     log = tmp_path / "gunicorn.log"
+    runtime = tmp_path / "runtime"  # where gunicorn's default control socket would go (one per user)
+    runtime.mkdir()
     env = {
         **os.environ,
+        "XDG_RUNTIME_DIR": str(runtime),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": _subprocess_database_url(),
         "REDIS_URL": settings.REDIS_URL,
@@ -71,6 +74,8 @@ def server(tmp_path: Path, rq_queues: dict[str, Queue]) -> Iterator[tuple[str, P
                 assert process.poll() is None, log.read_text()
                 time.sleep(0.2)
         yield base, metrics_dir, log
+        # No control socket at the per-user path every gunicorn on the host would share.
+        assert list(runtime.iterdir()) == [], sorted(runtime.iterdir())
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
