@@ -396,7 +396,7 @@ WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
 # Operations (strategies.operations.engine). A runner beats for its claim every OPERATION_HEARTBEAT_SECONDS
 # from a thread of its own; one silent for OPERATION_HEARTBEAT_STALE_SECONDS is dead, and the recovery pass
 # (every OPERATION_RECOVERY_SWEEP_SECONDS from rqcron, at each worker's start, and `manage.py
-# recover_operations`) hands its operation to a new job: with the defaults within 15 + 10 s of the death.
+# recover_operations`) hands its operation to a new job: with the defaults within 15 + 5 s of the death.
 # The same pass runs a wake-up still scheduled OPERATION_WAKE_UP_GRACE_SECONDS past its time (no RQ scheduler
 # is moving jobs: the one holding the lock died, and another takes over only after two minutes).
 # Waits shorter than OPERATION_INLINE_WAIT_SECONDS are slept in the worker (RQ schedules to the second); longer
@@ -407,7 +407,7 @@ WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10)
 # (OPERATION_JOB_TIMEOUT_SECONDS) is never what ends a step.
 OPERATION_HEARTBEAT_SECONDS = env_float("OPERATION_HEARTBEAT_SECONDS", 5.0)
 OPERATION_HEARTBEAT_STALE_SECONDS = env_int("OPERATION_HEARTBEAT_STALE_SECONDS", 15)
-OPERATION_RECOVERY_SWEEP_SECONDS = env_int("OPERATION_RECOVERY_SWEEP_SECONDS", 10)
+OPERATION_RECOVERY_SWEEP_SECONDS = env_int("OPERATION_RECOVERY_SWEEP_SECONDS", 5)
 OPERATION_WAKE_UP_GRACE_SECONDS = env_float("OPERATION_WAKE_UP_GRACE_SECONDS", 3.0)
 OPERATION_INLINE_WAIT_SECONDS = env_float("OPERATION_INLINE_WAIT_SECONDS", 2.0)
 OPERATION_MAX_STEP_RUNS = env_int("OPERATION_MAX_STEP_RUNS", 3)
@@ -427,6 +427,9 @@ if OPERATION_JOB_TIMEOUT_SECONDS < OPERATION_RUN_BUDGET_SECONDS + 4 * OPERATION_
     )
 # A swap asked for by a runner that died before saving its token is given this long to land before a new one.
 OPERATION_SWAP_SETTLE_SECONDS = env_float("OPERATION_SWAP_SETTLE_SECONDS", 900.0)
+# Drift detection (strategies.operations.reconcile): every application's production is compared with what
+# Slipway believes this often (and after every operation ends).
+DRIFT_CHECK_SECONDS = env_int("DRIFT_CHECK_SECONDS", 60)
 AUTO_PROMOTE_SWEEP_SECONDS = env_int("AUTO_PROMOTE_SWEEP_SECONDS", 60)
 # Feature flags: how often the periodic job applies due scheduled flag changes (turn on/off at, ramps).
 FLAG_SCHEDULE_SWEEP_SECONDS = env_int("FLAG_SCHEDULE_SWEEP_SECONDS", 60)

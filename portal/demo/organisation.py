@@ -36,6 +36,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from django_rq.queues import DjangoRQ
+from rq.utils import import_attribute
 
 from portal.core import clock
 from portal.core.roles import Role
@@ -794,7 +795,9 @@ class ReplayQueue(DjangoRQ):
     numbers: ClassVar[Iterator[int]] = itertools.count()
 
     @classmethod
-    def keep(cls, at: datetime, func: Callable[..., Any], args: Any, kwargs: Any) -> None:
+    def keep(cls, at: datetime, func: Callable[..., Any] | str, args: Any, kwargs: Any) -> None:
+        if isinstance(func, str):  # a job queued by name, as RQ allows
+            func = import_attribute(func)
         cls.jobs.append(_Job(at, next(cls.numbers), func, tuple(args or ()), dict(kwargs or {})))
 
     def enqueue_call(self, func: Any, args: Any = None, kwargs: Any = None, **options: Any) -> None:  # type: ignore[override]

@@ -12,7 +12,7 @@ from releases.approvals.policies import inbox_filter
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Application, Environment, Slot, Stage
 from strategies.flags.changes import inbox_for as flag_changes_for
-from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStep, StepStatus
+from strategies.operations.models import OPERATION_ACTIVE, Drift, Operation, OperationStep, StepStatus
 
 
 @dataclass
@@ -110,6 +110,15 @@ def dashboard_fingerprint(*, team: str = "") -> str:
     )
     asked = Application.objects.aggregate(at=Max("slots_refresh_requested_at"))["at"]  # not audited: a click
     return f"{latest_event}|{observed}|{sorted(active.items())}|{asked}"
+
+
+def open_drifts(applications: list[Application]) -> list[Drift]:
+    """The unresolved drifts of these applications (strategies.operations.reconcile), oldest first."""
+    return list(
+        Drift.objects.filter(application__in=applications, resolved_at__isnull=True)
+        .select_related("application")
+        .order_by("found_at")
+    )
 
 
 def inbox_count(user: Any) -> int:

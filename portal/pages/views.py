@@ -31,6 +31,7 @@ from releases.catalog.models import Application, Release, ReleaseStatus
 from releases.catalog.timeline import release_timeline
 from strategies.flags import changes as flag_changes
 from strategies.operations.forms import RollbackForm
+from strategies.operations.reconcile import open_drift
 from strategies.operations.services import active_operation
 from strategies.operations.views import promote_form_for, steps_for_page
 
@@ -69,6 +70,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         stages, rows = page_selectors.dashboard_rows(team=team, search=search)
         live = page_selectors.dashboard_is_live(rows)
         context = {
+            "drifts": (drifts := page_selectors.open_drifts([row.application for row in rows])),
+            "drifted": {d.application_id for d in drifts},
             "stages": stages,
             "rows": rows,
             "team": team,
@@ -106,6 +109,7 @@ def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
     context["releases"] = selectors.releases_for(application=application)[:20]
     context["events"] = application.audit_events.all()[:20]
     context["rings"] = application.rings.prefetch_related("targets").order_by("position")
+    context["drift"] = open_drift(application)
     return render(request, "releases/application_detail.html", context)
 
 

@@ -209,6 +209,7 @@ class GateResult(models.Model):
         SLOT_HEALTH = "slot_health", "Pre-production slot is healthy"
         NO_FREEZE = "no_freeze", "No freeze window is active"
         NO_OPERATION = "no_operation", "No other operation runs on the application"
+        NO_DRIFT = "no_drift", "Production is where Slipway says it is (no drift)"
 
     release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="gate_results")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="gate_results")

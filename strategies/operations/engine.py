@@ -7,19 +7,25 @@ How a run goes:
 
 1. `run_operation(operation_id)` (queue "operations") **claims** the operation with a conditional
    UPDATE: it must be runnable and unclaimed (or its claimant's heartbeat stale). The job id is
-   stored as `runner`; every heartbeat checks we still hold the claim.
-2. It runs the first unfinished step, persisting status, start, attempts, detail, log and progress
-   (the log line "step finished" is written only after the row is). A step that must **wait**
-   (bake, periodic verification) stores `wake_at`, re-enqueues the operation with
-   `queue.enqueue_at` and returns: no worker is held. Very short waits are slept in place.
-3. A failed step (its error, a provider error, its deadline) starts **compensation**: the
-   strategy's undo steps are appended to the plan and run the same way; when they are done the
-   release is rolled back. A compensation that fails leaves the operation failed, the release
-   failed and the error saying production needs a person.
-4. The **recovery pass** (`operations_recover`, periodic and at worker start) re-enqueues every
-   runnable operation whose claimant stopped beating or whose job is gone from Redis. A step found
-   interrupted is run again (steps are idempotent); one interrupted `OPERATION_MAX_STEP_RUNS`
-   times is treated as unknowable and the operation rolls back.
+   stored as `runner`; a thread beats for the claim every OPERATION_HEARTBEAT_SECONDS.
+2. It **starts** the first unfinished step exactly once (`_claim_step`): under the operation's lock,
+   only while the operation is in the state that allows it. It persists status, start, attempts,
+   detail, log and progress (the log line "step finished" is written only after the row is). A step
+   that must **wait** (bake, periodic verification, a swap still in flight, a retry) stores `wake_at`,
+   re-enqueues the operation with `queue.enqueue_at` and returns: no worker is held. Very short waits
+   are slept in place. One run hands back between steps after OPERATION_RUN_BUDGET_SECONDS.
+3. A failed step (its error, a provider error, its deadline) starts **compensation**: the undo of
+   every step that began is appended (routing to 0 % first, then swaps back, then previews cancelled)
+   and run the same way, each undo retried on its own; when all have run the release is rolled back,
+   or — if an undo failed for good — the operation and release fail with the error saying production
+   needs a person.
+4. The **recovery pass** (`operations_recover`: every OPERATION_RECOVERY_SWEEP_SECONDS from rqcron, and
+   at each worker's start) re-enqueues every runnable operation whose claimant stopped beating, whose
+   job is gone from Redis, or whose wake-up is overdue (no RQ scheduler moving jobs). A step found
+   interrupted is run again (steps are idempotent); one interrupted `OPERATION_MAX_STEP_RUNS` times
+   is treated as unknowable and the operation rolls back.
+5. When an operation ends, a **reconciliation** of its applications is queued
+   (`strategies.operations.reconcile`): production must be where Slipway now says it is.
 """
 
 from __future__ import annotations
@@ -111,7 +117,10 @@ def run_operation(operation_id: int) -> dict[str, Any]:
         log.info("operation %s claimed by %s", operation_id, runner, **_event("claimed", operation_id))
         beat = _Heartbeat(operation_id, runner) if job is not None else None
         try:
-            return _drive(operation_id, runner)
+            outcome = _drive(operation_id, runner)
+            if outcome.get("status") in ENDED:
+                _reconcile_later(operation_id)
+            return outcome
         except LostClaim as exc:
             log.warning("%s", exc)
             return {"skipped": str(exc)}
@@ -119,6 +128,28 @@ def run_operation(operation_id: int) -> dict[str, Any]:
             if beat is not None:
                 beat.stop()
             _release_claim(operation_id, runner)
+
+
+ENDED = {OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.ROLLED_BACK}
+# By name: strategies.operations.reconcile builds on the engine (its repairs are operations).
+RECONCILE_JOB = "strategies.operations.reconcile.reconcile_application_job"
+
+
+def _reconcile_later(operation_id: int) -> None:
+    """Once an operation has ended, check that production is where Slipway now says it is (and its ring
+    targets' too). A failure to queue only delays that to the periodic check."""
+    operation = Operation.objects.filter(pk=operation_id).first()
+    if operation is None:
+        return
+    applications = {operation.application_id} | {
+        a for a in operation.steps.values_list("parameters__application", flat=True) if isinstance(a, int)
+    }
+    try:
+        queue = django_rq.get_queue("default")
+        for application_id in sorted(applications):
+            queue.enqueue(RECONCILE_JOB, application_id)
+    except Exception:
+        log.exception("operation %s: could not queue the reconciliation", operation_id)
 
 
 class _Heartbeat:

@@ -98,6 +98,7 @@ class Operation(StatusGuardedModel):
     class Kind(models.TextChoices):
         PROMOTE = "promote", "Promotion"
         ROLLBACK = "rollback", "Rollback"
+        REPAIR = "repair", "Drift repair"
 
     application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="operations")
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="operations")
@@ -198,3 +199,39 @@ class OperationStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.title}"
+
+
+class Drift(models.Model):
+    """Production differs from what Slipway believes (strategies.operations.reconcile).
+
+    Found by comparing the provider's state — what production runs, what is routed away from it, a
+    preview left applied — with the live release and the operations that ran. One open drift per
+    application at a time; it is resolved when a later check finds production as Slipway says it is
+    (after a repair, or because a person put it back). The findings are what was compared.
+    """
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="drifts")
+    found_at = models.DateTimeField()
+    checked_at = models.DateTimeField(help_text="The last check that still found it.")
+    findings = models.JSONField(default=list, help_text="[{what, expected, found}] — each difference found.")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=500, blank=True)
+    repair = models.ForeignKey(
+        Operation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="The repair run."
+    )
+
+    class Meta:
+        ordering = ["-found_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application"], condition=Q(resolved_at__isnull=True), name="one_open_drift_per_application"
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "resolved" if self.resolved_at else "open"
+        return f"Drift of {self.application} ({state})"
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(f["what"] for f in self.findings)

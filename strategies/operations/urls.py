@@ -5,6 +5,8 @@ from strategies.operations import views
 urlpatterns = [
     path("releases/<int:pk>/promote", views.release_promote, name="release_promote"),
     path("apps/<slug:slug>/rollback", views.application_rollback, name="application_rollback"),
+    path("apps/<slug:slug>/drift/check", views.application_drift_check, name="application_drift_check"),
+    path("apps/<slug:slug>/drift/repair", views.application_drift_repair, name="application_drift_repair"),
     path("operations/<int:pk>/", views.operation_detail, name="operation_detail"),
     path("operations/<int:pk>/pause", views.operation_pause, name="operation_pause"),
     path("operations/<int:pk>/resume", views.operation_resume, name="operation_resume"),

@@ -17,7 +17,7 @@ from portal.core.errors import DomainError
 from portal.core.htmx import partial_requested, stop_polling
 from portal.core.roles import Role, require_role, role_required
 from releases.catalog.models import Application, Release
-from strategies.operations import services
+from strategies.operations import reconcile, services
 from strategies.operations.forms import PromoteForm, RingForm, RollbackForm
 from strategies.operations.models import Operation, Ring
 from strategies.operations.registry import strategy_for
@@ -192,6 +192,40 @@ def application_rollback(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect("operation_detail", pk=operation.pk)
     context = {"application": application, "rollback_form": form}
     return render(request, "operations/application_rollback.html", context, status=status)
+
+
+# --- drift ---------------------------------------------------------------------------------------
+@require_POST
+@role_required(Role.VIEWER)
+def application_drift_check(request: HttpRequest, slug: str) -> HttpResponse:
+    """Compare production with what Slipway believes now (anyone who may see the application may ask)."""
+    application = get_object_or_404(Application, slug=slug)
+    drift = reconcile.reconcile(application)
+    if drift is None:
+        messages.success(request, f"{application.name}: production is where Slipway says it is.")
+    else:
+        messages.warning(request, f"{application.name} has drifted: {drift.summary}")
+    return redirect(application.get_absolute_url())
+
+
+@require_POST
+@role_required(Role.RELEASE_MANAGER)
+def application_drift_repair(request: HttpRequest, slug: str) -> HttpResponse:
+    """Put production back through the engine (a repair operation)."""
+    application = get_object_or_404(Application, slug=slug)
+    drift = reconcile.open_drift(application)
+    if drift is None:
+        messages.info(request, f"{application.name} has no drift to repair.")
+        return redirect(application.get_absolute_url())
+    try:
+        operation = reconcile.drift_repair(drift=drift, actor=request.user)
+    except DomainError as exc:
+        if exc.forbidden:
+            raise
+        messages.error(request, str(exc))
+        return redirect(application.get_absolute_url())
+    messages.warning(request, f"Repairing production of {application.name} (operation #{operation.pk}).")
+    return redirect("operation_detail", pk=operation.pk)
 
 
 # --- rings ---------------------------------------------------------------------------------------

@@ -77,6 +77,8 @@ ACCESS: dict[str, Access] = {
     "api_application_simulator": Access(Role.VIEWER),
     "release_promote": Access(Role.RELEASE_MANAGER, method="POST"),
     "application_rollback": Access(Role.RELEASE_MANAGER, method="POST"),
+    "application_drift_check": Access(Role.VIEWER, method="POST"),
+    "application_drift_repair": Access(Role.RELEASE_MANAGER, method="POST"),
     "operation_detail": Access(Role.VIEWER),
     "operation_pause": Access(Role.RELEASE_MANAGER, method="POST"),
     "operation_resume": Access(Role.RELEASE_MANAGER, method="POST"),

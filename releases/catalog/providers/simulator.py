@@ -358,6 +358,11 @@ class SimulatorProvider:
             src.preview_target, src.preview_saved_settings = "", None
             src.save(update_fields=["app_settings", "preview_target", "preview_saved_settings", "updated_at"])
 
+    def applied_previews(self, application: Application) -> list[tuple[str, str]]:
+        """(slot, target) of every slot with a swap preview applied (drift detection reads it)."""
+        rows = SimulatorSlot.objects.filter(application=application).exclude(preview_target="").order_by("slot_name")
+        return list(rows.values_list("slot_name", "preview_target"))
+
     def get_traffic(self, application: Application) -> dict[str, int]:
         rows = SimulatorSlot.objects.filter(application=application, routing_percent__gt=0).exclude(
             slot_name=PRODUCTION_SLOT
