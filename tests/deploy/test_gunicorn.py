@@ -17,13 +17,18 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection
 from rq import Queue
 
+from tests.api.conftest import issue
 from tests.releases.test_jobs import _subprocess_database_url
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 TOKEN = "metrics-token-for-the-test-0123456789"
+WEB_APPLICATION_NAME = "slipway-gunicorn-test"
+_APPLICATION_NAME = f"?application_name={WEB_APPLICATION_NAME}" if connection.vendor == "postgresql" else ""
 
 
 def _free_port() -> int:
@@ -43,8 +48,10 @@ def server(tmp_path: Path, rq_queues: dict[str, Queue]) -> Iterator[tuple[str, P
         **os.environ,
         "XDG_RUNTIME_DIR": str(runtime),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _subprocess_database_url(),
+        "DATABASE_URL": _subprocess_database_url() + _APPLICATION_NAME,
         "REDIS_URL": settings.REDIS_URL,
+        # Persistent connections, as production runs them: a failover must not turn into 500s.
+        "DB_CONN_MAX_AGE": "60",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
@@ -119,3 +126,28 @@ def test_two_workers_sum_their_metrics_and_log_json_lines_with_request_ids(serve
     access = [line for line in lines if line.get("logger") == "gunicorn.access"]
     assert {line["request_id"] for line in access} >= set(ids)
     assert all(line["status"] in {"200", "401"} for line in access)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a database failover needs a database server")
+def test_requests_after_the_database_dropped_every_connection_are_answered(
+    server: tuple[str, Path, Path], viewer: User
+) -> None:
+    """DB_CONN_MAX_AGE keeps each web thread's connection; the server drops them all (a failover). With
+    CONN_HEALTH_CHECKS each thread finds its connection dead before using it and opens a new one, so no
+    request answers 500 (before, the first request on each thread did)."""
+    base, _, _ = server
+    token = issue(viewer, ["read"], name="failover")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def calls() -> list[int]:  # new connections each time, so both workers and their threads serve some
+        return [requests.get(f"{base}/api/v1/applications", headers=headers, timeout=10).status_code for _ in range(24)]
+
+    assert set(calls()) == {200}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            [WEB_APPLICATION_NAME],
+        )
+        assert cursor.fetchone()[0] >= 1
+
+    assert set(calls()) == {200}

@@ -22,6 +22,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from rq import Queue
 
+from portal.core.errors import DomainError
 from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot
 from strategies.operations import services
 from strategies.operations.engine import run_operation
@@ -177,3 +178,47 @@ def test_a_rollback_at_a_step_boundary_leaves_production_on_the_live_release(
         assert _where_it_runs(target)["production"] == ("1.0.0", 0, "")
     assert not operation.steps.filter(status__in=(StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING))
     assert Operation.objects.filter(application=application).count() == 1, "the rollback aborted the promotion"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent callers need PostgreSQL's row locks")
+def test_simultaneous_rollbacks_start_one_and_answer_the_others_409(
+    client: Any, rq_queues: dict[str, Queue], release_manager: User
+) -> None:
+    application, _, candidate = _application("twenty")
+    operation = services.operation_start(
+        release=candidate,
+        strategy="canary",
+        parameters={**ONE_SHARE_CANARY, "bake_seconds": 600.0},
+        actor=release_manager,
+    )
+    drive(rq_queues["operations"], operation, until={OperationStatus.RUNNING})  # baking, handed back
+    barrier = threading.Barrier(12)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def roll_back() -> None:
+        barrier.wait()
+        try:
+            services.application_rollback(application=application, actor=release_manager, reason="all at once")
+            outcomes.append("started")
+        except DomainError as exc:
+            outcomes.append(f"{exc.code.status}: {exc}")
+
+    threads = [_in_thread(roll_back, errors) for _ in range(12)]
+    for thread in threads:
+        thread.join(30)
+
+    assert not errors, errors
+    assert outcomes.count("started") == 1, outcomes
+    assert all(o.startswith("409: Operation #") and "rolling back" in o for o in outcomes if o != "started"), outcomes
+    client.force_login(release_manager)
+    again = client.post(
+        f"/api/v1/applications/{application.slug}/rollback",
+        data={"reason": "and once more"},
+        content_type="application/json",
+    )
+    assert again.status_code == 409, again.content
+    assert again.json()["code"] == "transition_not_allowed"
+    drive(rq_queues["operations"], operation)
+    assert operation.status == OperationStatus.ROLLED_BACK
+    assert Operation.objects.filter(application=application).count() == 1
