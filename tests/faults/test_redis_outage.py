@@ -78,7 +78,7 @@ ANY_OVERDUE = _Overdue("its wake-up job … was still scheduled … past its tim
 def periodic_recovery_until_finished(
     operation: Operation, worker: Worker, *, stale_after: float, timeout: float = 30.0
 ) -> list[tuple[int, str]]:
-    """Run the recovery pass every half second, as portal.cron does every 30 s, until the operation ends."""
+    """Run the recovery pass every half second, as portal.cron does (every 5 s), until the operation ends."""
     recovered: list[tuple[int, str]] = []
     deadline = time.monotonic() + timeout
     while True:
