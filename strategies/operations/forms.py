@@ -29,7 +29,7 @@ class PromoteForm(forms.Form):
     verify_seconds = forms.FloatField(
         required=False,
         min_value=0,
-        label="Blue-green and canary: verify production after the swap for (seconds)",
+        label="Verify production after the swap for (seconds)",
         help_text="Health, error rate and latency against before the swap. Empty for the default (60 s).",
     )
 
@@ -53,7 +53,7 @@ class PromoteForm(forms.Form):
                 parameters["bake_seconds"] = data["bake_seconds"]
         elif data["strategy"] == "blue_green":
             parameters["preview"] = data["preview"]
-        if data["strategy"] in ("canary", "blue_green") and data["verify_seconds"] is not None:
+        if data["strategy"] in ("canary", "blue_green", "rings") and data["verify_seconds"] is not None:
             parameters["verify_seconds"] = data["verify_seconds"]
         return parameters
 

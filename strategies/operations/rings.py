@@ -24,13 +24,23 @@ from releases.catalog.providers.registry import provider_for
 from strategies.operations.canary import ANALYSIS_KEYS
 from strategies.operations.canary import DEFAULTS as CANARY_DEFAULTS
 from strategies.operations.models import Ring
-from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, clean_options, promotion_swap_step, swap_step
+from strategies.operations.plan import (
+    SKIPPABLE,
+    PlanContext,
+    StepSpec,
+    clean_options,
+    promotion_swap_step,
+    swap_step,
+    verify_production_step,
+)
 
 LABEL = "Progressive exposure (rings)"
 DEFAULTS: dict[str, Any] = {
     "analysis_minutes": 5,
     **{k: CANARY_DEFAULTS[k] for k in ANALYSIS_KEYS},
     "swap_timeout_seconds": 600.0,
+    "verify_seconds": 60.0,
+    "verify_interval_seconds": 10.0,
 }
 
 
@@ -47,6 +57,12 @@ def clean(parameters: dict[str, Any]) -> dict[str, Any]:
             ErrorCode.INVALID,
             "Invalid strategy options — analysis_minutes must be at least 1.",
             fields={"parameters": "analysis_minutes must be at least 1."},
+        )
+    if options["verify_interval_seconds"] <= 0:
+        raise DomainError(
+            ErrorCode.INVALID,
+            "Invalid strategy options — verify_interval_seconds must be more than 0.",
+            fields={"parameters": "verify_interval_seconds must be more than 0."},
         )
     return options
 
@@ -193,5 +209,6 @@ def plan(ctx: PlanContext, options: dict[str, Any]) -> list[StepSpec]:
     steps.append(promotion_swap_step(ctx, src, dst, options))
     if routes_traffic:
         steps.append(StepSpec("set_traffic", f"Reset routing: 0 % to {src}", {"slot": src, "percent": 0}))
+    steps.append(verify_production_step(dst, options, {k: options[k] for k in ANALYSIS_KEYS}))
     steps.append(StepSpec("go_live", f"Mark {ctx.new_version} live (everyone)", {}))
     return steps

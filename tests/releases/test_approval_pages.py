@@ -323,7 +323,7 @@ def test_the_gates_are_evaluated_on_demand_and_swapped_in_by_htmx(
     assert fragment.text.lstrip().startswith('<section id="gates"')
     assert "The staging slot answers its health check: HTTP 200" in fragment.text
     assert "No freeze window of Production is active." in fragment.text
-    assert fragment.text.count("Passed") == 3
+    assert fragment.text.count("Passed") == 4  # slot health, no freeze, no operation, no drift
 
 
 # --- The inbox and its count --------------------------------------------------------------------------

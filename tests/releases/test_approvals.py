@@ -485,7 +485,7 @@ def test_an_approved_release_outside_a_freeze_has_no_blockers_and_the_gates_are_
         assert promotion_blockers(release, production) == []
 
     results = {r.gate: r for r in GateResult.objects.filter(release=release)}
-    assert set(results) == {"slot_health", "no_freeze", "no_operation"}
+    assert set(results) == {"slot_health", "no_freeze", "no_operation", "no_drift"}
     assert all(r.passed for r in results.values())
     assert results["slot_health"].detail.startswith("The staging slot answers its health check: HTTP 200")
 

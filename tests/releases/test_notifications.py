@@ -324,6 +324,7 @@ def test_the_periodic_jobs_are_registered_with_the_cron_scheduler() -> None:
     assert jobs == {
         "releases.approvals.jobs.expire_approval_requests": ("default", settings.APPROVAL_EXPIRY_SWEEP_SECONDS),
         "releases.approvals.jobs.remind_approvers": ("notifications", settings.APPROVAL_REMINDER_SWEEP_SECONDS),
+        "strategies.operations.reconcile.reconcile_all_job": ("default", settings.DRIFT_CHECK_SECONDS),
         "strategies.operations.engine.recover_operations_job": (
             "operations",
             settings.OPERATION_RECOVERY_SWEEP_SECONDS,

@@ -17,6 +17,7 @@ from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_si
 VERSIONS = {"production": "1.0.0", "staging": "1.1.0", "test": "1.1.0", "dev": "1.2.0-dev.1"}
 # Tiny timings: verification and bake in hundredths of a second, analysis on the last minute.
 FAST_BLUE_GREEN = {"verify_seconds": 0.05, "verify_interval_seconds": 0.02}
+FAST_RINGS = {"verify_seconds": 0.05, "verify_interval_seconds": 0.02}
 FAST_CANARY = {
     "bake_seconds": 0.02,
     "analysis_minutes": 5,

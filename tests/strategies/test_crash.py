@@ -20,7 +20,7 @@ from strategies.operations.engine import operations_recover
 from strategies.operations.models import Operation, OperationStatus, Ring
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
 from tests.releases.test_jobs import _subprocess_database_url
-from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, VERSIONS, drive, with_load
+from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, FAST_RINGS, VERSIONS, drive, with_load
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -89,7 +89,7 @@ KILL_POINTS = [
     ("canary", "step_started:4"),
     ("canary", "swap_begun"),
     # Rings: 1 gate, 2 target's staging healthy, 3 swap into the target, 4 bake, 5 target healthy,
-    # 6 route 10 %, 7 bake, 8 swap into production, 9 routing reset, 10 go live.
+    # 6 route 10 %, 7 bake, 8 swap into production, 9 routing reset, 10 verify, 11 go live.
     ("rings", "step_started:3"),
     ("rings", "swap_begun"),  # the ring target's swap
     ("rings", "step_finished:6"),
@@ -105,7 +105,7 @@ def test_a_worker_killed_anywhere_leaves_an_operation_that_recovers_consistently
         parameters = {
             "blue_green": FAST_BLUE_GREEN,
             "canary": {**FAST_CANARY, "shares": [10, 100]},
-            "rings": {},
+            "rings": FAST_RINGS,
         }[strategy]
         operation, candidate, live = promote(n, strategy, parameters, release_manager)
 

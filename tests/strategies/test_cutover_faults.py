@@ -21,7 +21,7 @@ from rq import Queue
 from releases.catalog.models import Application, SimulatorSlot, SimulatorSwap
 from strategies.operations.engine import operations_recover
 from strategies.operations.models import Operation, OperationStatus, StepStatus
-from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, drive
+from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, FAST_RINGS, drive
 from tests.strategies.test_crash import killed_worker, promote
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -49,7 +49,7 @@ HUNG = [
     ("canary", {**FAST_CANARY, "shares": [25, 50], "swap_timeout_seconds": 0.5}),
     ("blue_green", {**FAST_BLUE_GREEN, "swap_timeout_seconds": 0.5}),
     ("blue_green", {**FAST_BLUE_GREEN, "preview": True, "swap_timeout_seconds": 0.5}),
-    ("rings", {"swap_timeout_seconds": 0.5}),
+    ("rings", {**FAST_RINGS, "swap_timeout_seconds": 0.5}),
 ]
 
 

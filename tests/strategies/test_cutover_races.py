@@ -28,7 +28,7 @@ from strategies.operations import services
 from strategies.operations.engine import run_operation
 from strategies.operations.models import Operation, OperationStatus, Ring, StepStatus
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
-from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, VERSIONS, drive, with_load
+from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, FAST_RINGS, VERSIONS, drive, with_load
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -47,8 +47,8 @@ PLANS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         ["check_health", "set_traffic", "bake", "analyse", "swap", "set_traffic", "go_live"],
     ),
     # Rings (below): 1 gate, 2 target's staging healthy, 3 swap into the target, 4 bake, 5 target healthy,
-    # 6 route 10 %, 7 bake, 8 swap into production, 9 routing reset, 10 go live.
-    "rings": ("rings", {}, ["check_health"] + ["?"] * 9),
+    # 6 route 10 %, 7 bake, 8 swap into production, 9 routing reset, 10 verify production, 11 go live.
+    "rings": ("rings", FAST_RINGS, ["check_health"] + ["?"] * 10),
 }
 BOUNDARIES = [(name, position) for name, (_, _, kinds) in PLANS.items() for position in range(2, len(kinds) + 1)]
 

@@ -22,7 +22,13 @@ from tests.strategies.conftest import VERSIONS, drive, with_load
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-FAST = {"analysis_minutes": 5, "min_requests": 50, "min_latency_samples": 20}
+FAST = {
+    "analysis_minutes": 5,
+    "min_requests": 50,
+    "min_latency_samples": 20,
+    "verify_seconds": 0.05,
+    "verify_interval_seconds": 0.02,
+}
 
 
 def sim(application: Application) -> dict[str, tuple[str, int]]:
@@ -85,6 +91,7 @@ def test_the_plan_lists_each_ring_then_everyone(candidate: Release, rings: list[
         "analyse",
         "swap",  # everyone
         "set_traffic",
+        "verify_health",  # production after the swap: health, error rate and latency against before it
         "go_live",
     ]
     assert plan[2].title == "Ring 0 (Staff): swap Checkout internal staging into production: 1.0.0 → 1.1.0"
