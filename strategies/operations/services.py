@@ -25,6 +25,7 @@ from releases.catalog.services import release_start_rollout
 from strategies.operations import engine
 from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep, Ring, StepStatus
 from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, compensation_for, swap_step
+from strategies.operations.reconcile import reconcile
 from strategies.operations.registry import strategy_for
 from strategies.operations.transitions import operation_can, operation_refusal, operation_transition
 
@@ -162,6 +163,8 @@ def operation_start(
     if active_operation(release.application) is not None:
         raise _already_running(release.application)
     _refuse_ring_conflicts(release.application, strategy)
+    # Production is read now, not only when the last check ran: a promotion never starts on drift.
+    reconcile(release.application)
     blockers = promotion_blockers(release, environment, actor=actor)
     if blockers:
         raise DomainError(ErrorCode.PROMOTION_BLOCKED, "Promotion is blocked: " + " ".join(blockers), blockers=blockers)
