@@ -33,6 +33,7 @@ from portal.core import clock
 from portal.core.errors import DomainError, ErrorCode
 from portal.core.roles import ROLE_PERMISSION, Role, require_role
 from releases.audit.services import audit_record, origin
+from releases.catalog.jobs import enqueue_slots_refresh
 from releases.catalog.models import Application, Environment, Release, ReleaseStatus, Stage
 from releases.catalog.providers import PRODUCTION_SLOT, ProviderError
 from releases.catalog.providers.registry import provider_for
@@ -139,6 +140,7 @@ def reconcile(application: Application) -> Drift | None:
                     else "Production matches what Slipway says again."
                 )
                 Drift.objects.filter(pk=current.pk).update(resolved_at=now, checked_at=now, resolution=resolution)
+                _observe(application)
                 audit_record(
                     actor=None,
                     action="drift.resolved",
@@ -164,6 +166,7 @@ def reconcile(application: Application) -> Drift | None:
                 reason="; ".join(f.what for f in findings),
             )
             transaction.on_commit(lambda: _notify_later(current.pk))
+            _observe(application)
             log.warning("drift on %s: %s", application, current.summary)
         elif current.findings != rows:
             audit_record(
@@ -176,10 +179,20 @@ def reconcile(application: Application) -> Drift | None:
                 reason="; ".join(f.what for f in findings),
             )
             Drift.objects.filter(pk=current.pk).update(findings=rows, checked_at=now)
+            _observe(application)
         else:
             Drift.objects.filter(pk=current.pk).update(checked_at=now)
     current.refresh_from_db()
     return current
+
+
+def _observe(application: Application) -> None:
+    """What the dashboard and the application page show of the slots is refreshed too, so that they show what
+    the drift says (a swap behind Slipway's back changed them without any of Slipway's jobs noticing)."""
+    try:
+        enqueue_slots_refresh(application)
+    except Exception:  # the drift is recorded either way; a stale picture is only stale
+        log.exception("reconcile: could not queue a refresh of the slots of %s", application)
 
 
 def open_drift(application: Application) -> Drift | None:
