@@ -16,8 +16,9 @@ import time
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
-from rq import Queue
+from rq import Queue, SimpleWorker
 
+from portal.core.errors import DomainError, ErrorCode
 from releases.audit.models import AuditEvent
 from releases.audit.services import audit_type
 from releases.catalog.models import Application, Health, Release, ReleaseStatus
@@ -25,7 +26,8 @@ from releases.catalog.providers.azure import AzureProvider
 from releases.catalog.services import slots_refresh
 from strategies.operations import services
 from strategies.operations.engine import operations_recover
-from strategies.operations.models import Operation, OperationStatus, StepStatus
+from strategies.operations.models import Drift, Operation, OperationStatus, StepStatus
+from strategies.operations.reconcile import drift_repair, reconcile
 from tests.azure.conftest import azure_environment
 from tests.azure_emulator import AzureEmulator, EmulatedSite, MinuteMetrics
 from tests.factories import ApplicationFactory, ReleaseFactory
@@ -540,3 +542,41 @@ def test_rolling_back_the_application_swaps_the_previous_build_back_into_product
     assert (rolled_back.actor, rolled_back.reason) == (release_manager, "Checkout errors")
     assert actions(live) == ["release.superseded", "release.restored"]
     assert actions(candidate) == ["release.rollout_started", "release.went_live", "release.rolled_back"]
+
+
+# --- drift ---------------------------------------------------------------------------------------
+# A swap made in the Azure portal (any ARM client but Slipway's engine) and a ramp-up rule left behind are
+# found, block promotion, and a repair operation puts production back with the ARM calls a promotion makes.
+def test_a_swap_in_the_azure_portal_is_drift_and_the_repair_swaps_the_live_build_back(
+    rq_queues: dict[str, Queue],
+    emulator: AzureEmulator,
+    checkout_site: EmulatedSite,
+    checkout: Application,
+    live: Release,
+    candidate: Release,
+    release_manager: User,
+) -> None:
+    provider = AzureProvider.for_application(checkout)
+    assert reconcile(checkout) is None
+    provider.begin_swap(checkout, "staging", "production").result(timeout=30)  # someone in the portal
+    provider.set_traffic(checkout, "staging", 20)  # and a ramp-up rule
+
+    drift = reconcile(checkout)
+
+    assert drift is not None
+    assert sorted(f["kind"] for f in drift.findings) == ["routing", "version"]
+    assert "production runs 1.1.0, but the live release is 1.0.0." in drift.summary
+    with pytest.raises(DomainError) as refused:
+        services.operation_start(release=candidate, strategy="blue_green", parameters={}, actor=release_manager)
+    assert refused.value.code == ErrorCode.PROMOTION_BLOCKED
+
+    repair = drift_repair(drift=drift, actor=release_manager)
+    drive(rq_queues["operations"], repair)
+    SimpleWorker([rq_queues["default"]], connection=rq_queues["default"].connection).work(burst=True)
+
+    assert repair.kind == Operation.Kind.REPAIR and repair.status == OperationStatus.SUCCEEDED, repair.error
+    assert [s.kind for s in repair.steps.order_by("position")] == ["set_traffic", "swap"]
+    assert versions(checkout_site)["production"] == "1.0.0" and ramp_up_rules(checkout_site) == []
+    drift.refresh_from_db()
+    assert drift.resolved_at is not None
+    assert not Drift.objects.filter(resolved_at__isnull=True).exists()
