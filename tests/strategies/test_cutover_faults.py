@@ -14,13 +14,15 @@ import signal
 import time
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from pytest_django.fixtures import Settings
-from rq import Queue
+from rq import Queue, SimpleWorker
 
 from releases.catalog.models import Application, SimulatorSlot, SimulatorSwap
 from strategies.operations.engine import operations_recover
-from strategies.operations.models import Operation, OperationStatus, StepStatus
+from strategies.operations.models import Drift, Operation, OperationStatus, StepStatus
+from strategies.operations.reconcile import drift_repair
 from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_CANARY, FAST_RINGS, drive
 from tests.strategies.test_crash import killed_worker, promote
 
@@ -46,30 +48,34 @@ def hanging_swaps(settings: Settings) -> None:
 
 SETTLED = {OperationStatus.ROLLING_BACK, OperationStatus.ROLLED_BACK, OperationStatus.FAILED}
 HUNG = [
-    ("canary", {**FAST_CANARY, "shares": [25, 50], "swap_timeout_seconds": 0.5}),
-    ("blue_green", {**FAST_BLUE_GREEN, "swap_timeout_seconds": 0.5}),
-    ("blue_green", {**FAST_BLUE_GREEN, "preview": True, "swap_timeout_seconds": 0.5}),
-    ("rings", {**FAST_RINGS, "swap_timeout_seconds": 0.5}),
+    ("canary", {**FAST_CANARY, "shares": [25, 50], "swap_timeout_seconds": 0.5}, ""),
+    ("blue_green", {**FAST_BLUE_GREEN, "swap_timeout_seconds": 0.5}, ""),
+    ("blue_green", {**FAST_BLUE_GREEN, "preview": True, "swap_timeout_seconds": 0.5}, ""),
+    ("rings", {**FAST_RINGS, "swap_timeout_seconds": 0.5}, ""),  # the last swap, into its own production
+    ("rings", {**FAST_RINGS, "swap_timeout_seconds": 0.5}, "-staff"),  # the first: into the ring target's
 ]
 
 
-@pytest.mark.parametrize(("strategy", "parameters"), HUNG, ids=["canary", "blue_green", "preview", "rings"])
+@pytest.mark.parametrize(
+    ("strategy", "parameters", "hung_on"), HUNG, ids=["canary", "blue_green", "preview", "rings", "ring-target"]
+)
 def test_a_hung_swap_is_undone_with_every_undo_step_and_without_holding_a_worker(
     rq_queues: dict[str, Queue],
     release_manager: User,
     hanging_swaps: None,
     strategy: str,
     parameters: dict,
+    hung_on: str,
 ) -> None:
     operation, candidate, live = promote(800, strategy, parameters, release_manager)
     application = operation.application
-    # The promotion's own swap hangs (for rings: the last one, into this application's production).
-    SimulatorSlot.objects.filter(application=application, slot_name="staging").update(hang_swap=True)
+    hanging = Application.objects.get(slug=f"{application.slug}{hung_on}")  # where the swap hangs
+    SimulatorSlot.objects.filter(application=hanging, slot_name="staging").update(hang_swap=True)
     queue = rq_queues["operations"]
 
     drive(queue, operation, until=SETTLED)
     assert "did not finish before the step's deadline" in operation.error, operation.error
-    hung = SimulatorSwap.objects.get(application=application, source="staging", target="production")
+    hung = SimulatorSwap.objects.get(application=hanging, source="staging", target="production")
     # While the hung swap goes on, the operation waits for it in the queue: no job of it is running.
     held_back = False
     while operation.status == OperationStatus.ROLLING_BACK and hung.in_flight:
@@ -86,11 +92,14 @@ def test_a_hung_swap_is_undone_with_every_undo_step_and_without_holding_a_worker
     candidate.refresh_from_db()
     live.refresh_from_db()
     assert (candidate.status, live.status) == ("rolled_back", "live")
-    runs = where_it_runs(application)
-    assert runs["production"] == ("1.0.0", 0, "") and runs["staging"] == ("1.1.0", 0, ""), runs
+    for app in {application, hanging}:
+        runs = where_it_runs(app)
+        assert runs["production"] == ("1.0.0", 0, "") and runs["staging"] == ("1.1.0", 0, ""), (app.slug, runs)
     undo = list(operation.steps.filter(parameters__undo=True).order_by("position"))
     assert undo and all(s.status == StepStatus.SUCCEEDED for s in undo), [(s.title, s.status, s.log) for s in undo]
-    swap_back = next(s for s in undo if s.kind == "swap" and "application" not in s.parameters)
+    swap_back = next(
+        s for s in undo if s.kind == "swap" and s.parameters.get("application", application.pk) == hanging.pk
+    )
     assert swap_back.detail["awaited"].startswith("it failed"), swap_back.detail
     if parameters.get("preview"):
         assert [s.kind for s in undo][-1] == "cancel_preview"
@@ -114,3 +123,45 @@ def test_a_swap_resumed_after_its_deadline_is_read_before_it_is_judged(
     swap.refresh_from_db()
     assert f"Resuming swap {swap.resume_token}" in swap.log and swap.detail["swapped"] is True
     assert Operation.objects.filter(application=operation.application).count() == 1
+
+
+def test_an_undo_that_keeps_failing_is_retried_then_reported_and_production_shows_as_drift(
+    rq_queues: dict[str, Queue], release_manager: User
+) -> None:
+    """The swap back fails every time (the simulator's `fail_swap`): it is run OPERATION_UNDO_ATTEMPTS times,
+    then the operation and release fail saying production needs a person, and reconciliation shows where
+    production really is — until a person clears the fault and repairs it."""
+    operation, candidate, live = promote(
+        801, "blue_green", {**FAST_BLUE_GREEN, "verify_seconds": 6.0, "verify_interval_seconds": 2.5}, release_manager
+    )
+    application = operation.application
+    queue = rq_queues["operations"]
+    drive(queue, operation, until={OperationStatus.RUNNING})  # swapped; the verification waits for its next check
+    assert where_it_runs(application)["production"][0] == "1.1.0"
+    SimulatorSlot.objects.filter(application=application, slot_name="production").update(healthy=False)
+    SimulatorSlot.objects.filter(application=application, slot_name="staging").update(fail_swap=True)
+
+    drive(queue, operation, timeout=40)
+
+    assert operation.status == OperationStatus.FAILED
+    assert "Then undoing failed:" in operation.error and "Production needs a person" in operation.error
+    swap_back = operation.steps.get(parameters__undo=True)
+    assert swap_back.status == StepStatus.FAILED and swap_back.attempts == settings.OPERATION_UNDO_ATTEMPTS
+    assert swap_back.log.count("Trying again at") == settings.OPERATION_UNDO_ATTEMPTS - 1
+    candidate.refresh_from_db()
+    live.refresh_from_db()
+    assert (candidate.status, live.status) == ("failed", "live")
+    SimpleWorker([rq_queues["default"]], connection=rq_queues["default"].connection).work(burst=True)
+    drift = Drift.objects.get(application=application, resolved_at__isnull=True)
+    assert drift.summary == "production runs 1.1.0, but the live release is 1.0.0."
+
+    SimulatorSlot.objects.filter(application=application, slot_name="staging").update(fail_swap=False)
+    SimulatorSlot.objects.filter(application=application, slot_name="production").update(healthy=True)
+    repair = drift_repair(drift=drift, actor=release_manager)
+    drive(queue, repair)
+    SimpleWorker([rq_queues["default"]], connection=rq_queues["default"].connection).work(burst=True)
+
+    assert repair.status == OperationStatus.SUCCEEDED
+    assert where_it_runs(application)["production"][0] == "1.0.0"
+    drift.refresh_from_db()
+    assert drift.resolved_at is not None
