@@ -247,6 +247,8 @@ def _drive(operation_id: int, runner: str) -> dict[str, Any]:
         outcome = _run_step(operation, ready[0], runner)
         ran += 1
         if isinstance(outcome, Wait):
+            if Operation.objects.filter(pk=operation_id).values_list("status", flat=True).get() != operation.status:
+                continue  # a person paused or rolled back while the step ran: act on that now, not at the wake-up
             delay = (outcome.until - clock.now()).total_seconds()
             if delay <= settings.OPERATION_INLINE_WAIT_SECONDS:
                 time.sleep(max(delay, 0))
@@ -266,7 +268,8 @@ def _hand_back(operation: Operation, runner: str, wait: Wait, ran: int) -> dict[
     """Come back later (a bake, a swap still in flight, a retry): no worker is held while it waits."""
     with transaction.atomic():
         Operation.objects.filter(pk=operation.pk, runner=runner).update(wake_at=wait.until, waiting_for=wait.why[:500])
-        enqueue_operation(operation, at=wait.until)
+        due = wait.until <= clock.now()  # going on in a new run: queued now, not left to a scheduler
+        enqueue_operation(operation, at=None if due else wait.until)
     log.info("operation %s waits until %s", operation.pk, wait.until, **_event("waiting", operation.pk))
     return {"status": "waiting", "until": wait.until.isoformat(), "steps_run": ran}
 

@@ -38,7 +38,14 @@ from releases.catalog.models import Application, Environment, Release, ReleaseSt
 from releases.catalog.providers import PRODUCTION_SLOT, ProviderError
 from releases.catalog.providers.registry import provider_for
 from strategies.operations import engine
-from strategies.operations.models import OPERATION_ACTIVE, Drift, Operation, OperationStep
+from strategies.operations.models import (
+    OPERATION_ACTIVE,
+    Drift,
+    Operation,
+    OperationStatus,
+    OperationStep,
+    StepStatus,
+)
 from strategies.operations.plan import StepSpec, swap_step
 
 log = logging.getLogger("strategies.operations.reconcile")
@@ -68,7 +75,7 @@ def application_findings(application: Application) -> list[Finding] | None:
         return None
     provider = provider_for(application)
     try:
-        states = provider.slot_states(application)
+        states = provider.slot_states(application, probe=False)
         previews = _previews(provider, application)
     except ProviderError as exc:
         log.warning("reconcile: could not read %s from its provider: %s", application, exc)
@@ -76,17 +83,12 @@ def application_findings(application: Application) -> list[Finding] | None:
     target = environment.slot.name
     findings: list[Finding] = []
     production = next((s for s in states if s.name == target), None)
+    expected, why = _believed_version(application, live)
     if production is None:
-        findings.append(Finding(f"The provider reports no {target} slot.", live.version, "no slot", "missing", target))
-    elif production.version and production.version != live.version:
+        findings.append(Finding(f"The provider reports no {target} slot.", expected, "no slot", "missing", target))
+    elif production.version and production.version != expected:
         findings.append(
-            Finding(
-                f"{target} runs {production.version}, but the live release is {live.version}.",
-                live.version,
-                production.version,
-                "version",
-                target,
-            )
+            Finding(f"{target} runs {production.version}, but {why}.", expected, production.version, "version", target)
         )
     for state in states:
         if state.name != target and state.name != PRODUCTION_SLOT and state.traffic_percent > 0:
@@ -111,6 +113,27 @@ def application_findings(application: Application) -> list[Finding] | None:
             )
         )
     return findings
+
+
+def _believed_version(application: Application, live: Release) -> tuple[str, str]:
+    """What production should run: the live release — unless a rings promotion of another application swapped
+    its build into this one's production (a ring target) since, and succeeded."""
+    ring_swap = (
+        OperationStep.objects.filter(
+            kind="swap",
+            status=StepStatus.SUCCEEDED,
+            parameters__application=application.pk,
+            operation__status=OperationStatus.SUCCEEDED,
+            finished_at__gt=live.status_changed_at,
+        )
+        .select_related("operation__application")
+        .order_by("-finished_at")
+        .first()
+    )
+    if ring_swap is not None and not ring_swap.parameters.get("undo"):
+        version = ring_swap.parameters["expect_version"]
+        return version, f"{ring_swap.operation.application.name}'s rings put {version} there"
+    return live.version, f"the live release is {live.version}"
 
 
 def _previews(provider: Any, application: Application) -> list[tuple[str, str]]:
@@ -283,7 +306,7 @@ def drift_repair(*, drift: Drift, actor: Any, reason: str = "") -> Operation:
 
 
 def _slot_running(application: Application, version: str, *, exclude: str) -> str | None:
-    states = provider_for(application).slot_states(application)
+    states = provider_for(application).slot_states(application, probe=False)
     return next((s.name for s in states if s.version == version and s.name != exclude), None)
 
 

@@ -214,13 +214,12 @@ def test_blue_green_with_preview_verifies_staging_with_productions_settings_then
     release_manager: User,
 ) -> None:
     site = checkout_site
+    seen: list[tuple[str, str, str]] = []  # what each health request found in the slot: an observer, never a fault
+    site.health_faults.append(lambda slot: seen.append((slot.name, slot.version, slot.app_settings["DATABASE"])))
+
     operation = services.operation_start(
         release=candidate, strategy="blue_green", parameters={**FAST_BLUE_GREEN, "preview": True}, actor=release_manager
     )
-    # What each health request of the operation's run found in the slot: an observer, never a fault. (Starting
-    # read every slot once, health included, to check production is where Slipway says: not counted here.)
-    seen: list[tuple[str, str, str]] = []
-    site.health_faults.append(lambda slot: seen.append((slot.name, slot.version, slot.app_settings["DATABASE"])))
     drive(rq_queues["operations"], operation)
 
     assert operation.status == OperationStatus.SUCCEEDED, operation.error

@@ -229,6 +229,21 @@ def test_health_follows_what_the_slot_answers(world: World, provider: HostingPro
     assert states(provider, app)["staging"].healthy is False
 
 
+def test_without_probing_it_says_what_runs_where_and_nothing_of_health(world: World, provider: HostingProvider) -> None:
+    app = world.application
+    world.set_healthy("staging", False)
+    provider.set_traffic(app, "staging", 10)
+
+    slots = {state.name: state for state in provider.slot_states(app, probe=False)}
+
+    assert {name: (s.version, s.traffic_percent) for name, s in slots.items()} == {
+        PRODUCTION_SLOT: ("1.0.0", 90),
+        "staging": ("1.1.0", 10),
+    }
+    assert {s.healthy for s in slots.values()} == {None}, "not probed: the provider does not say"
+    assert states(provider, app)["staging"].healthy is False  # probing still tells
+
+
 def test_an_unknown_slot_is_not_found(world: World, provider: HostingProvider) -> None:
     with pytest.raises(NotFoundError):
         provider.get_app_settings(world.application, "no-such-slot")

@@ -15,9 +15,10 @@ from releases.audit.models import AuditEvent
 from releases.catalog.models import Application, Release, ReleaseStatus, SimulatorSlot
 from releases.catalog.providers.simulator import SimulatorProvider
 from strategies.operations import services
-from strategies.operations.models import Drift, Operation, OperationStatus
+from strategies.operations.models import Drift, Operation, OperationStatus, Ring
 from strategies.operations.reconcile import reconcile, reconcile_all_job
-from tests.strategies.conftest import FAST_BLUE_GREEN, drive
+from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
+from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_RINGS, VERSIONS, drive
 
 pytestmark = [pytest.mark.rq, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -142,3 +143,29 @@ def test_a_viewer_may_check_but_not_repair_and_an_unrepairable_drift_says_what_t
     SimulatorSlot.objects.filter(application=checkout, slot_name="production").update(version="1.0.0")
     assert reconcile(checkout) is None
     assert Drift.objects.get().resolution == "Production matches what Slipway says again."
+
+
+def test_a_ring_target_running_what_a_rings_promotion_put_there_is_not_drift(
+    rq_queues: dict[str, Queue], checkout: Application, live: Release, candidate: Release, release_manager: User
+) -> None:
+    staff = ApplicationFactory(slug="checkout-staff", name="Checkout staff")
+    add_simulated_site(staff, VERSIONS)
+    ReleaseFactory(application=staff, version="1.0.0", status=ReleaseStatus.LIVE)  # it has releases of its own
+    ring = Ring.objects.create(
+        application=checkout, position=0, name="Staff", kind=Ring.Kind.TARGETS, bake_seconds=0.02, analyse=False
+    )
+    ring.targets.set([staff])
+    operation = services.operation_start(
+        release=candidate, strategy="rings", parameters=FAST_RINGS, actor=release_manager
+    )
+
+    drive(rq_queues["operations"], operation)
+    run(rq_queues["default"])  # the reconciliations the engine queued: Checkout's and its ring target's
+
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    assert where_it_runs(staff)["production"] == ("1.1.0", 0, "")
+    assert reconcile(staff) is None and reconcile(checkout) is None
+    assert not Drift.objects.exists()
+    # Behind Slipway's back the target is swapped back: that is drift, named after the rings that put 1.1.0 there.
+    swap_in_the_azure_portal(staff)
+    assert reconcile(staff).summary == "production runs 1.0.0, but Checkout's rings put 1.1.0 there."

@@ -115,8 +115,11 @@ class SwapHandle(Protocol):
 # --- the interface -----------------------------------------------------------------------------
 @runtime_checkable
 class HostingProvider(Protocol):
-    def slot_states(self, application: Application) -> list[SlotState]:
-        """Every slot of the site (production included) with version, health, traffic share, hostname."""
+    def slot_states(self, application: Application, *, probe: bool = True) -> list[SlotState]:
+        """Every slot of the site (production included) with version, health, traffic share, hostname.
+
+        `probe=False` reads what runs where without calling each slot's health check (`healthy` is None):
+        for the drift check, which must not load the application or count against its health faults."""
         ...
 
     def check_health(self, application: Application, slot: str) -> HealthResult:

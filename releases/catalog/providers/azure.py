@@ -403,7 +403,7 @@ class AzureProvider:
             return web.web_apps.get_slot(rg, site, slot)
 
     # -- reads --
-    def slot_states(self, application: Application) -> list[SlotState]:
+    def slot_states(self, application: Application, *, probe: bool = True) -> list[SlotState]:
         rg, site = self._site(application)
         web = self._web(application)
         with _azure(f"Listing the slots of {site}"):
@@ -414,17 +414,19 @@ class AzureProvider:
         versions = {name: self.get_app_settings(application, name).get(version_setting(), "") for name, _ in sites}
         shares = _shares(rules, {name: s.default_host_name or "" for name, s in sites})
         routed_elsewhere = sum(shares.values())
-        with ThreadPoolExecutor(max_workers=min(8, len(sites))) as pool:
-            health = list(pool.map(lambda item: self._probe_site(item[1], application.health_check_path), sites))
+        health: list[HealthResult | None] = [None] * len(sites)  # not probed: the provider does not say
+        if probe:
+            with ThreadPoolExecutor(max_workers=min(8, len(sites))) as pool:
+                health = list(pool.map(lambda item: self._probe_site(item[1], application.health_check_path), sites))
         return [
             SlotState(
                 name=name,
                 version=versions[name],
-                healthy=result.healthy,
+                healthy=result.healthy if result else None,
                 traffic_percent=max(0, 100 - routed_elsewhere) if name == PRODUCTION_SLOT else shares.get(name, 0),
                 hostname=s.default_host_name or "",
                 state=s.state or "",
-                detail=result.detail,
+                detail=result.detail if result else "",
             )
             for (name, s), result in zip(sites, health, strict=True)
         ]

@@ -234,25 +234,25 @@ def slot_health(application: Application, row: SimulatorSlot, profile: Profile |
 class SimulatorProvider:
     """`HostingProvider` on the simulated cloud. Stateless: every call reads the database."""
 
-    def slot_states(self, application: Application) -> list[SlotState]:
+    def slot_states(self, application: Application, *, probe: bool = True) -> list[SlotState]:
         # A real platform finishes a swap whether or not anyone polls it: bring swaps up to the clock first.
         _in_flight_swap(application)
         rows = list(SimulatorSlot.objects.filter(application=application).order_by("slot_name"))
         routed_elsewhere = sum(row.routing_percent for row in rows if row.slot_name != PRODUCTION_SLOT)
         states = []
         for row in rows:
-            health = slot_health(application, row)
+            health = slot_health(application, row) if probe else None
             states.append(
                 SlotState(
                     name=row.slot_name,
                     version=row.version,
-                    healthy=health.healthy,
+                    healthy=health.healthy if health else None,
                     traffic_percent=max(0, 100 - routed_elsewhere)
                     if row.slot_name == PRODUCTION_SLOT
                     else row.routing_percent,
                     hostname=hostname(application, row.slot_name),
                     state="Running" if row.running else "Stopped",
-                    detail="" if health.healthy else health.detail,
+                    detail="" if health is None or health.healthy else health.detail,
                 )
             )
         return states
