@@ -147,13 +147,18 @@ class ScrapeTimeCollector:
         from django.db.models import Count
 
         # Imported here: the logging configuration loads this module before Django's apps are ready.
-        from strategies.operations.models import Operation, OperationStatus
+        from strategies.operations.models import Drift, Operation, OperationStatus
 
         counts = dict(Operation.objects.order_by().values_list("status").annotate(n=Count("id")))
         family = GaugeMetricFamily("slipway_operations", "Operations in the database, by status.", labels=["status"])
         for status in OperationStatus.values:
             family.add_metric([status], counts.get(status, 0))
         yield family
+        drifts = GaugeMetricFamily(
+            "slipway_drifts_open", "Applications whose production differs from what Slipway says (alert on > 0)."
+        )
+        drifts.add_metric([], Drift.objects.filter(resolved_at__isnull=True).count())
+        yield drifts
 
 
 def queue_figures() -> dict[str, Any]:

@@ -65,6 +65,8 @@ def test_a_swap_behind_slipways_back_is_found_shown_mailed_blocks_promotion_and_
     assert reconcile(checkout).pk == drift.pk, "checking again finds the same drift, not a new one"
     assert AuditEvent.objects.filter(action="drift.found").count() == 1
 
+    metrics = client.get("/metrics")  # from loopback, as the test client is, without METRICS_TOKEN
+    assert "slipway_drifts_open 1.0" in metrics.text, metrics.text[-2000:]
     client.force_login(release_manager)
     dashboard = client.get(reverse("dashboard"))
     assert "Production has drifted from what Slipway says" in dashboard.text
