@@ -92,6 +92,7 @@ def test_approve_promote_by_canary_watch_the_dashboard_roll_back_and_read_the_au
     promote.get_by_label("Strategy").select_option("canary")
     promote.get_by_label("Canary shares (%)").fill("10, 100")
     promote.get_by_label("Canary bake (seconds)").fill("4")
+    promote.get_by_label("Verify production after the swap for (seconds)").fill("2")
     promote.get_by_role("button", name="Preview plan").click()
     expect(promote.locator("main")).to_contain_text("Route 10 % of traffic to staging")
     promote.get_by_role("button", name="Start").click()
