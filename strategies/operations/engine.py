@@ -237,9 +237,9 @@ def _drive(operation_id: int, runner: str) -> dict[str, Any]:
             _close(operation)
             continue
         now = clock.now()
-        ready = [s for s in unfinished if not _retry_later(s, now)]
+        ready = [s for s in unfinished if not _retry_later(s, now) and not _behind_a_swap(s, unfinished)]
         if not ready:  # every undo left is failing and waits for its next try
-            until = min(datetime.fromisoformat(s.detail["retry_at"]) for s in unfinished)
+            until = min(datetime.fromisoformat(s.detail["retry_at"]) for s in unfinished if _retry_later(s, now))
             return _hand_back(operation, runner, Wait(until, "Retrying a failed undo step"), ran)
         if ran and time.monotonic() - began > settings.OPERATION_RUN_BUDGET_SECONDS:
             # Hand back between steps, so one job never outlives RQ's timeout for it (OPERATION_JOB_TIMEOUT).
@@ -255,8 +255,18 @@ def _drive(operation_id: int, runner: str) -> dict[str, Any]:
                 continue
             return _hand_back(operation, runner, outcome, ran)
         if isinstance(outcome, Pause):
-            _pause_for_a_person(operation, outcome.why)
+            if not _pause_for_a_person(operation, outcome.why):
+                continue  # a person rolled back (or paused) meanwhile: act on that now
             return {"status": "paused", "steps_run": ran}
+
+
+def _behind_a_swap(step: OperationStep, unfinished: list[OperationStep]) -> bool:
+    """A preview is cancelled only once no undo swap of the same application is left: the provider refuses to
+    cancel a preview while its swap runs, and the swap back may be waiting for it."""
+    if step.kind != "cancel_preview":
+        return False
+    where = step.parameters.get("application")
+    return any(s.kind == "swap" and s.parameters.get("application") == where for s in unfinished if s is not step)
 
 
 def _retry_later(step: OperationStep, now: datetime) -> bool:
@@ -267,7 +277,10 @@ def _retry_later(step: OperationStep, now: datetime) -> bool:
 def _hand_back(operation: Operation, runner: str, wait: Wait, ran: int) -> dict[str, Any]:
     """Come back later (a bake, a swap still in flight, a retry): no worker is held while it waits."""
     with transaction.atomic():
-        Operation.objects.filter(pk=operation.pk, runner=runner).update(wake_at=wait.until, waiting_for=wait.why[:500])
+        # The claim goes with the hand-back, so the job queued here can claim the operation at once.
+        Operation.objects.filter(pk=operation.pk, runner=runner).update(
+            wake_at=wait.until, waiting_for=wait.why[:500], runner=""
+        )
         due = wait.until <= clock.now()  # going on in a new run: queued now, not left to a scheduler
         enqueue_operation(operation, at=None if due else wait.until)
     log.info("operation %s waits until %s", operation.pk, wait.until, **_event("waiting", operation.pk))
@@ -412,7 +425,14 @@ def _step_failed(operation: Operation, step: OperationStep, error: str) -> None:
     undo = bool(step.parameters.get("undo"))
     if current.status == OperationStatus.ROLLING_BACK and undo and step.attempts < settings.OPERATION_UNDO_ATTEMPTS:
         retry_at = now + timedelta(seconds=min(2.0**step.attempts, 60.0))
+        again: dict[str, Any] = {}
+        if step.kind == "swap" and step.resume_token:
+            # The next try begins a new swap, after the one this try began has ended (never resumes a failed one).
+            again = {"parameters": {**step.parameters, "await_token": step.resume_token}, "resume_token": ""}
+            step.detail.pop("awaited", None)
+            step.detail.pop("swap_requested_at", None)
         OperationStep.objects.filter(pk=step.pk).update(
+            **again,
             status=StepStatus.PENDING,
             deadline_at=None,  # the next run has its own deadline
             log=f"{text} Trying again at {retry_at:%H:%M:%S} (run {step.attempts + 1} of "
@@ -427,7 +447,7 @@ def _step_failed(operation: Operation, step: OperationStep, error: str) -> None:
         status=StepStatus.FAILED, finished_at=now, log=text, detail={**step.detail, "error": error}
     )
     log.warning("operation %s: %s", operation.pk, error, **_event("step_failed", operation.pk, step.position))
-    if current.status == OperationStatus.RUNNING:
+    if current.status in (OperationStatus.RUNNING, OperationStatus.PAUSED):  # a pause lands between steps
         if current.kind == Operation.Kind.PROMOTE:
             compensate(operation_id=operation.pk, error=error, actor=None)
         else:
@@ -446,8 +466,8 @@ def compensate(*, operation_id: int, error: str, actor: Any, reason: str = "") -
     """
     with transaction.atomic():
         operation = Operation.objects.select_for_update(no_key=True).select_related("application").get(pk=operation_id)
-        if not operation_can(operation.status, "operation.rolling_back"):
-            return None
+        if operation.kind != Operation.Kind.PROMOTE or not operation_can(operation.status, "operation.rolling_back"):
+            return None  # a rollback or a repair is not undone: undoing it would bring back what it took away
         steps = list(operation.steps.order_by("position"))
         operation.steps.filter(status__in=(StepStatus.PENDING, StepStatus.WAITING)).update(status=StepStatus.SKIPPED)
         undo = compensation_for(steps)
@@ -512,11 +532,14 @@ def _fail(operation: Operation, error: str) -> None:
         operation_transition(current, "operation.failed", actor=None, reason=error, error=error[:2000])
 
 
-def _pause_for_a_person(operation: Operation, why: str) -> None:
+def _pause_for_a_person(operation: Operation, why: str) -> bool:
+    """Pause for a person's decision; False when the operation is no longer running (a person acted first)."""
     with transaction.atomic():
         current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
-        if current.status == OperationStatus.RUNNING:  # a person may have paused or rolled it back meanwhile
-            operation_transition(current, "operation.paused", actor=None, reason=why, waiting_for=why[:500])
+        if current.status != OperationStatus.RUNNING:  # a person may have paused or rolled it back meanwhile
+            return False
+        operation_transition(current, "operation.paused", actor=None, reason=why, waiting_for=why[:500])
+        return True
 
 
 # --- recovery ------------------------------------------------------------------------------------

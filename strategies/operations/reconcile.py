@@ -64,10 +64,19 @@ def _production(application: Application) -> Environment | None:
     return application.environments.filter(stage=Stage.PRODUCTION).select_related("slot").first()
 
 
+def in_flight(application: Application) -> bool:
+    """An operation is changing this application's production: its own, or another's rings (a ring target)."""
+    active = Operation.objects.filter(status__in=OPERATION_ACTIVE)
+    return (
+        active.filter(application=application).exists()
+        or active.filter(steps__parameters__application=application.pk).exists()
+    )
+
+
 def application_findings(application: Application) -> list[Finding] | None:
     """What differs between the provider and Slipway's belief; None when there is nothing to compare now
     (an operation is in flight, there is no production or no live release, the provider cannot be read)."""
-    if Operation.objects.filter(application=application, status__in=OPERATION_ACTIVE).exists():
+    if in_flight(application):
         return None
     environment = _production(application)
     live = Release.objects.filter(application=application, status=ReleaseStatus.LIVE).first()
@@ -155,6 +164,8 @@ def reconcile(application: Application) -> Drift | None:
     with transaction.atomic():
         Application.objects.select_for_update(no_key=True).filter(pk=application.pk).first()  # one checker at a time
         current = Drift.objects.filter(application=application, resolved_at__isnull=True).first()
+        if in_flight(application):  # an operation started while the provider was read: its state is not drift
+            return current
         if not findings:
             if current is not None:
                 resolution = (
@@ -227,6 +238,11 @@ def drift_repair(*, drift: Drift, actor: Any, reason: str = "") -> Operation:
     """Put production back as Slipway says it is, through the engine (one "repair" operation)."""
     require_role(actor, Role.RELEASE_MANAGER)
     application = drift.application
+    if in_flight(application):
+        raise DomainError(
+            ErrorCode.OPERATION_ACTIVE,
+            f"An operation is changing {application.name}'s production now; repair once it has finished.",
+        )
     current = reconcile(application)  # what is true now, not what the page showed
     if current is None:
         raise DomainError(ErrorCode.CONFLICT, f"{application.name} has no drift to repair: production matches.")
@@ -244,20 +260,22 @@ def drift_repair(*, drift: Drift, actor: Any, reason: str = "") -> Operation:
             steps.append(StepSpec("cancel_preview", f"Cancel the swap preview of {slot}", {"source": slot}))
     for finding in current.findings:
         if finding["kind"] == "version":
-            source = _slot_running(application, live.version, exclude=target)
+            expected = finding["expected"]  # the live release, or what a rings promotion put there
+            source = _slot_running(application, expected, exclude=target)
             if source is None:
                 raise DomainError(
                     ErrorCode.CONFLICT,
-                    f"No slot of {application.name} runs {live.version}, the live release, so it cannot be swapped "
-                    f"back into {target}; deploy {live.version} to a staging slot first, then repair.",
+                    f"No slot of {application.name} runs {expected}, which production should run, so it cannot be "
+                    f"swapped back into {target}; deploy {expected} to a staging slot first, then repair.",
                 )
             steps.append(
                 swap_step(
                     source,
                     target,
-                    expect=live.version,
+                    expect=expected,
                     before=finding["found"],
-                    title=f"Swap {source} into {target}: {finding['found']} → {live.version} (the live release)",
+                    title=f"Swap {source} into {target}: {finding['found']} → {expected}",
+                    timeout_seconds=600.0,  # an App Service swap often takes minutes
                 )
             )
     if not steps:

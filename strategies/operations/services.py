@@ -273,6 +273,12 @@ def operation_rollback(*, operation: Operation, actor: Any, reason: str) -> Oper
             "Say why you are rolling back; the reason is recorded.",
             fields={"reason": "The reason is recorded."},
         )
+    if operation.kind != Operation.Kind.PROMOTE:
+        raise DomainError(
+            ErrorCode.TRANSITION_NOT_ALLOWED,
+            f"Operation #{operation.pk} is a {operation.get_kind_display().lower()}: it puts production back, and "
+            "undoing it would bring back what it took away. Let it finish; then promote what should run.",
+        )
     error = f"Rolled back by {actor or 'the system'}: {reason}"
     with transaction.atomic():
         started = engine.compensate(operation_id=operation.pk, error=error, actor=actor, reason=reason)

@@ -26,6 +26,7 @@ from releases.catalog.providers import (
     Attempt,
     HostingProvider,
     MetricsSample,
+    NotFoundError,
     ProviderError,
     TransientError,
     call_with_retry,
@@ -33,7 +34,7 @@ from releases.catalog.providers import (
 from releases.catalog.providers.registry import provider_for
 from releases.catalog.services import release_go_live, release_restore, release_roll_back
 from strategies.operations.analysis import FAIL, PASS, AnalysisConfig, analyse
-from strategies.operations.models import Operation, OperationStep, StepStatus
+from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
 from strategies.operations.transitions import operation_can, operation_transition
 
 log = logging.getLogger("strategies.operations.engine")
@@ -254,6 +255,10 @@ def swap(ctx: StepContext) -> Outcome:
         log.info("operation %s swap token saved", ctx.operation.pk, extra=_event(ctx, "swap_token_saved"))
     if not _follow(ctx, handle, lambda: provider.resume_swap(app, ctx.step.resume_token), "the swap"):
         if ctx.remaining() <= 0:
+            # Before calling it timed out, look at what the target runs: a poller that has not polled yet (the
+            # Azure SDK's polls at its interval) says "running" of a swap that has landed.
+            if ctx.call(target_version, f"Read what {target} runs", past_deadline=True) == expect:
+                return Done({"swapped": True, "token": ctx.step.resume_token, "note": "landed by the deadline"})
             raise TimeoutError(f"The swap of {source} into {target} did not finish before the step's deadline.")
         return _come_back(ctx, f"Waiting for the swap of {source} into {target} to finish")
     found = ctx.call(target_version, f"Read what {target} runs", past_deadline=True)
@@ -311,7 +316,11 @@ def _follow(ctx: StepContext, handle: Any, resume: Callable[[], Any], what: str)
                 return False
             poll = min(poll * 2, 5.0)
         except TransientError as exc:
+            if left <= 0:
+                return False
             ctx.log(f"Polling {what} failed ({exc}); resuming it by its token")
+            ctx.sleep(min(poll, max(left, 0.01)))
+            poll = min(poll * 2, 5.0)
             handle = ctx.call(resume, f"Resume {what}", past_deadline=True)
 
 
@@ -330,11 +339,17 @@ def _await_earlier_swap(ctx: StepContext, token: str) -> Wait | None:
 
     try:
         handle = ctx.call(resume, "Resume the interrupted swap", past_deadline=True)
-    except ProviderError as exc:  # the provider no longer knows it: it ended long ago
+    except NotFoundError as exc:  # the provider no longer knows it: it ended long ago
         ctx.update_detail(awaited=f"the provider no longer knows it ({exc})")
         return None
+    except TransientError as exc:  # cannot tell now: never swap back blind, come back
+        ctx.log(f"The interrupted swap cannot be read now ({exc}); trying again shortly")
+        return _come_back(ctx, "Waiting to read the interrupted swap")
     try:
         finished = _follow(ctx, handle, resume, "the interrupted swap")
+    except TransientError as exc:
+        ctx.log(f"The interrupted swap cannot be read now ({exc}); trying again shortly")
+        return _come_back(ctx, "Waiting to read the interrupted swap")
     except ProviderError as exc:  # it failed: nothing of it to wait for
         outcome = f"it failed ({exc})"
     else:
@@ -406,6 +421,15 @@ def _finish_step(step: OperationStep, now: datetime) -> None:
     OperationStep.objects.filter(pk=step.pk).update(status=StepStatus.SUCCEEDED, finished_at=now, progress=100)
 
 
+def _paused(operation: Operation) -> Pause | None:
+    """A person paused after the final step was started: it waits for their resume (under the operation's lock,
+    taken before the releases', as everywhere)."""
+    current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
+    if current.status == OperationStatus.PAUSED:
+        return Pause("Paused before the last step; resume to complete it.")
+    return None
+
+
 def _succeed_operation(operation: Operation, now: datetime) -> None:
     current = Operation.objects.select_for_update(no_key=True).get(pk=operation.pk)
     if not operation_can(current.status, "operation.succeeded"):
@@ -418,6 +442,8 @@ def go_live(ctx: StepContext) -> Outcome:
 
     operation, now = ctx.operation, clock.now()
     with transaction.atomic():
+        if waiting := _paused(operation):
+            return waiting
         release = Release.objects.select_for_update(no_key=True).get(pk=operation.release_id)
         if release.status == ReleaseStatus.ROLLING_OUT:
             release_go_live(release=release, actor=None, reason=f"Promoted by operation {operation.pk}")
@@ -432,6 +458,8 @@ def restore_previous(ctx: StepContext) -> Outcome:
     operation, now = ctx.operation, clock.now()
     previous_id = ctx.step.parameters["previous_release"]
     with transaction.atomic():
+        if waiting := _paused(operation):
+            return waiting
         release = Release.objects.select_for_update(no_key=True).get(pk=operation.release_id)
         previous = Release.objects.select_for_update(no_key=True).get(pk=previous_id)
         if release.status == ReleaseStatus.LIVE:

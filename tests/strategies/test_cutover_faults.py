@@ -148,6 +148,9 @@ def test_an_undo_that_keeps_failing_is_retried_then_reported_and_production_show
     swap_back = operation.steps.get(parameters__undo=True)
     assert swap_back.status == StepStatus.FAILED and swap_back.attempts == settings.OPERATION_UNDO_ATTEMPTS
     assert swap_back.log.count("Trying again at") == settings.OPERATION_UNDO_ATTEMPTS - 1
+    # Each try began a swap of its own (after the one before it had ended), never resumed the failed one.
+    swaps = SimulatorSwap.objects.filter(application=application).order_by("pk")
+    assert [s.phase for s in swaps] == ["done"] + ["failed"] * settings.OPERATION_UNDO_ATTEMPTS
     candidate.refresh_from_db()
     live.refresh_from_db()
     assert (candidate.status, live.status) == ("failed", "live")
@@ -165,3 +168,31 @@ def test_an_undo_that_keeps_failing_is_retried_then_reported_and_production_show
     assert where_it_runs(application)["production"][0] == "1.0.0"
     drift.refresh_from_db()
     assert drift.resolved_at is not None
+
+
+def test_a_swap_back_that_fails_once_is_tried_again_and_the_rollback_completes(
+    rq_queues: dict[str, Queue], release_manager: User
+) -> None:
+    operation, candidate, live = promote(
+        802, "blue_green", {**FAST_BLUE_GREEN, "verify_seconds": 6.0, "verify_interval_seconds": 2.5}, release_manager
+    )
+    application = operation.application
+    queue = rq_queues["operations"]
+    drive(queue, operation, until={OperationStatus.RUNNING})  # swapped; the verification waits for its next check
+    SimulatorSlot.objects.filter(application=application, slot_name="production").update(healthy=False)
+    staging = SimulatorSlot.objects.filter(application=application, slot_name="staging")
+    staging.update(fail_swap=True)
+
+    drive(queue, operation, until={OperationStatus.ROLLING_BACK})
+    while "Trying again at" not in operation.steps.get(parameters__undo=True).log:
+        drive(queue, operation, until={OperationStatus.ROLLING_BACK, OperationStatus.FAILED}, timeout=10)
+    staging.update(fail_swap=False)  # the provider recovers before the next try
+    drive(queue, operation, timeout=30)
+
+    assert operation.status == OperationStatus.ROLLED_BACK, operation.error
+    swap_back = operation.steps.get(parameters__undo=True)
+    assert swap_back.status == StepStatus.SUCCEEDED and swap_back.attempts == 2
+    assert where_it_runs(application)["production"][0] == "1.0.0"
+    candidate.refresh_from_db()
+    live.refresh_from_db()
+    assert (candidate.status, live.status) == ("rolled_back", "live")

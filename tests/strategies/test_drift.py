@@ -16,7 +16,7 @@ from releases.catalog.models import Application, Release, ReleaseStatus, Simulat
 from releases.catalog.providers.simulator import SimulatorProvider
 from strategies.operations import services
 from strategies.operations.models import Drift, Operation, OperationStatus, Ring
-from strategies.operations.reconcile import reconcile, reconcile_all_job
+from strategies.operations.reconcile import drift_repair, reconcile, reconcile_all_job
 from tests.factories import ApplicationFactory, ReleaseFactory, add_simulated_site
 from tests.strategies.conftest import FAST_BLUE_GREEN, FAST_RINGS, VERSIONS, drive
 
@@ -139,7 +139,7 @@ def test_a_viewer_may_check_but_not_repair_and_an_unrepairable_drift_says_what_t
     assert not Operation.objects.exists()
     client.force_login(release_manager)
     page = client.post(reverse("application_drift_repair", args=[checkout.slug]), follow=True)
-    assert "No slot of Checkout runs 1.0.0, the live release" in page.text
+    assert "No slot of Checkout runs 1.0.0, which production should run" in page.text
     assert not Operation.objects.exists()
     # A person puts it back by hand: the next check resolves the drift.
     SimulatorSlot.objects.filter(application=checkout, slot_name="production").update(version="1.0.0")
@@ -168,6 +168,44 @@ def test_a_ring_target_running_what_a_rings_promotion_put_there_is_not_drift(
     assert where_it_runs(staff)["production"] == ("1.1.0", 0, "")
     assert reconcile(staff) is None and reconcile(checkout) is None
     assert not Drift.objects.exists()
-    # Behind Slipway's back the target is swapped back: that is drift, named after the rings that put 1.1.0 there.
+    # Behind Slipway's back the target is swapped back: that is drift, named after the rings that put 1.1.0 there,
+    # and the repair puts back what the rings put there (not the target's own live release).
     swap_in_the_azure_portal(staff)
-    assert reconcile(staff).summary == "production runs 1.0.0, but Checkout's rings put 1.1.0 there."
+    drift = reconcile(staff)
+    assert drift.summary == "production runs 1.0.0, but Checkout's rings put 1.1.0 there."
+    repair = drift_repair(drift=drift, actor=release_manager)
+    with pytest.raises(DomainError) as refused:  # a repair is not undone: that would bring the drift back
+        services.operation_rollback(operation=repair, actor=release_manager, reason="undo it")
+    assert refused.value.code == ErrorCode.TRANSITION_NOT_ALLOWED and "is a drift repair" in str(refused.value)
+    drive(rq_queues["operations"], repair)
+    run(rq_queues["default"])
+    assert repair.status == OperationStatus.SUCCEEDED, repair.error
+    assert where_it_runs(staff)["production"] == ("1.1.0", 0, "")
+    drift.refresh_from_db()
+    assert drift.resolved_at is not None
+
+
+def test_a_ring_target_is_not_judged_while_a_rings_promotion_is_changing_it(
+    rq_queues: dict[str, Queue], checkout: Application, live: Release, candidate: Release, release_manager: User
+) -> None:
+    staff = ApplicationFactory(slug="checkout-staff", name="Checkout staff")
+    add_simulated_site(staff, VERSIONS)
+    ReleaseFactory(application=staff, version="1.0.0", status=ReleaseStatus.LIVE)
+    ring = Ring.objects.create(
+        application=checkout, position=0, name="Staff", kind=Ring.Kind.TARGETS, bake_seconds=600, analyse=False
+    )
+    ring.targets.set([staff])
+    operation = services.operation_start(
+        release=candidate, strategy="rings", parameters=FAST_RINGS, actor=release_manager
+    )
+    drive(rq_queues["operations"], operation, until={OperationStatus.RUNNING})  # the target swapped, then a bake
+
+    assert where_it_runs(staff)["production"] == ("1.1.0", 0, "")
+    assert reconcile(staff) is None, "Checkout's rings are changing it: not drift"
+    with pytest.raises(DomainError, match="An operation is changing Checkout staff's production now"):
+        drift_repair(drift=Drift(application=staff), actor=release_manager)
+    services.operation_rollback(operation=operation, actor=release_manager, reason="stop")
+    drive(rq_queues["operations"], operation)
+    run(rq_queues["default"])
+    assert where_it_runs(staff)["production"] == ("1.0.0", 0, "")
+    assert not Drift.objects.exists()
