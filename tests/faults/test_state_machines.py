@@ -566,10 +566,11 @@ class Operations(Checked):
     @rule(operation=operations, reason=st.sampled_from(["", "Errors went up", "Errors went up"]))
     def roll_back(self, operation: Operation, reason: str) -> None:
         operation.refresh_from_db()
-        ok = bool(reason) and operation.status in (
-            OperationStatus.PENDING,
-            OperationStatus.RUNNING,
-            OperationStatus.PAUSED,
+        # Only a promotion is rolled back: undoing a rollback would bring back what it took away.
+        ok = (
+            bool(reason)
+            and operation.kind == Operation.Kind.PROMOTE
+            and operation.status in (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.PAUSED)
         )
         self.act(
             "roll_back",
