@@ -132,9 +132,13 @@ class Worker:
             **self.pause,
         }
 
-    def start(self, *, burst: bool = False, queues: tuple[str, ...] = ("operations", "default")) -> None:
+    def start(
+        self, *, burst: bool = False, queues: tuple[str, ...] = ("operations", "default"), scheduler: bool = True
+    ) -> None:
         self.started += 1
-        command = [sys.executable, "manage.py", "rqworker", *queues, "--with-scheduler"]
+        command = [sys.executable, "manage.py", "rqworker", *queues]
+        if scheduler:
+            command.append("--with-scheduler")
         if burst:
             command.append("--burst")
         out = open(self.directory / f"worker-{self.started}.log", "w")  # noqa: SIM115 - closed by the process end
