@@ -1141,11 +1141,26 @@ def _seed_rings(users: dict[str, Any], log: Callable[[str], None]) -> None:
     )
     running = dict(SimulatorSlot.objects.filter(application=parent).values_list("slot_name", "version"))
     with origin(**_where(random.Random(f"slipway-demo-origin/{STAFF_INSTANCE.slug}"), SERVICE_ACCOUNT)):  # noqa: S311
-        for slot_name in ("staging", "production"):
-            if running.get(slot_name):
-                simulator_deploy(
-                    application=staff, slot_name=slot_name, version=running[slot_name], actor=users[SERVICE_ACCOUNT]
-                )
+        if running.get("production"):
+            simulator_deploy(
+                application=staff, slot_name="production", version=running["production"], actor=users[SERVICE_ACCOUNT]
+            )
+        staged = parent.releases.filter(version=running.get("staging", "")).first()
+        if staged is not None:
+            # The staff instance's production is judged by its own policy: its own release of the staged
+            # build, which asks its approvers (registering it plays the pipeline's deploy to its staging slot).
+            intake.release_register(
+                application=staff,
+                version=staged.version,
+                actor=users[SERVICE_ACCOUNT],
+                build_id=staged.build_id,
+                commit_sha=staged.commit_sha,
+                committed_at=staged.committed_at,
+                branch=staged.branch,
+                notes=f"Staged with {parent.name} {staged.version}, whose rings expose it here.",
+                artifact_url=staged.artifact_url,
+                deployed_slot=staff.slots.get(name="staging"),
+            )
     with origin(via="seed"):
         _seed_simulator(staff, admin)
         first = Ring(application=parent, position=0, name="Staff", kind=Ring.Kind.TARGETS, bake_seconds=60)

@@ -192,6 +192,55 @@ def approval_blocker(release: Release, environment: Environment) -> str:
     return f"The last approval request was {request.get_status_display().lower()}; ask for approval again."
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """May `version` reach `environment` (a production-facing surface) now, by that environment's own rules?
+
+    `frozen` and `approval` say what stands in the way in words ("" for nothing); `opens_at` is when
+    the freeze ends. Judged by the environment's application's release of that version — for a ring
+    target, that application's own release, approved under its own policy, outside its own freeze."""
+
+    environment: Environment
+    version: str
+    release: Release | None
+    frozen: str
+    opens_at: datetime | None
+    approval: str
+
+    @property
+    def blockers(self) -> list[str]:
+        return [reason for reason in (self.frozen, self.approval) if reason]
+
+
+def exposure_check(environment: Environment, version: str, at: datetime | None = None) -> Exposure:
+    """Whether `version` may be exposed on `environment` at `at`: checked when a promotion starts (for
+    its ring targets) and again by the engine right before each step that exposes production."""
+    at = at or clock.now()
+    application = environment.application
+    release = Release.objects.filter(application=application, version=version).order_by("-created_at").first()
+    frozen, opens_at = "", None
+    active = freeze_state(environment, at)
+    if active and (release is None or active_override(release, environment, at) is None):
+        first = max(active, key=lambda f: f.ends_at)
+        opens_at = freeze.next_open_moment(policy_of(environment).freeze_windows.all(), at)
+        frozen = (
+            f"“{first.window.name}” freezes {application.name} {environment.name} "
+            f"until {freeze.local_time(first.ends_at, first.window)}."
+        )
+    approval = ""
+    policy = policy_of(environment)
+    if policy is not None and policy.approvals_required > 0:
+        if release is None:
+            approval = (
+                f"{application.name} {environment.name} needs {policy.approvals_required} "
+                f"approval{'s' if policy.approvals_required != 1 else ''} of {version}, and {application.name} has "
+                f"no release {version} to approve: register it there and ask for approval."
+            )
+        elif blocker := approval_blocker(release, environment):
+            approval = f"{application.name} {release.version}: {blocker}"
+    return Exposure(environment, version, release, frozen, opens_at, approval)
+
+
 def promotion_blockers(
     release: Release, environment: Environment, at: datetime | None = None, *, actor: Any = None
 ) -> list[str]:

@@ -83,7 +83,7 @@ def release_register(
                 # deploy, so the slot an approver opens runs the version they are asked about.
                 simulator_deploy(application=application, slot_name=deployed_slot.name, version=version, actor=actor)
                 Slot.objects.filter(pk=deployed_slot.pk).update(running_version=version, current_release=release)
-                _simulate_ring_deploys(application, deployed_slot, version, actor)
+                _simulate_ring_deploys(release, deployed_slot, actor)
             # A release that reaches an environment whose successor needs approval asks for it at once.
             approval_request_open_on_arrival(release=release, actor=actor)
     except IntegrityError:
@@ -97,14 +97,32 @@ def release_register(
     return release
 
 
-def _simulate_ring_deploys(application: Application, deployed_slot: Slot, version: str, actor: Any) -> None:
-    """The pipeline stages a build for production also in each ring target's pre-production slot."""
+def _simulate_ring_deploys(release: Release, deployed_slot: Slot, actor: Any) -> None:
+    """The pipeline stages a build for production also in each ring target's pre-production slot, and
+    registers it there: a ring target's production is judged by its own release's approval and freeze
+    (`strategies.operations.exposure`), so its approvers are asked about the build as well."""
 
     if not Environment.objects.filter(slot=deployed_slot, stage=Stage.PREPRODUCTION).exists():
         return
+    application, version = release.application, release.version
     targets = Application.objects.filter(ring_memberships__application=application, provider=Provider.SIMULATOR)
     for target in targets.distinct():
         staging = target.environments.filter(stage=Stage.PREPRODUCTION).select_related("slot").first()
-        if staging is not None and target.simulator_slots.filter(slot_name=staging.slot.name).exists():
+        if staging is None or not target.simulator_slots.filter(slot_name=staging.slot.name).exists():
+            continue
+        if Release.objects.filter(application=target, version=version).exists():
             simulator_deploy(application=target, slot_name=staging.slot.name, version=version, actor=actor)
             Slot.objects.filter(pk=staging.slot_id).update(running_version=version)
+            continue
+        release_register(
+            application=target,
+            version=version,
+            actor=actor,
+            build_id=release.build_id,
+            commit_sha=release.commit_sha,
+            committed_at=release.committed_at,
+            branch=release.branch,
+            notes=f"Staged with {application.name} {version}, whose rings expose it here.",
+            artifact_url=release.artifact_url,
+            deployed_slot=staging.slot,
+        )

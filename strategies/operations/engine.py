@@ -54,6 +54,7 @@ from releases.catalog.models import Release, ReleaseStatus
 from releases.catalog.providers import ProviderError
 from releases.catalog.providers.registry import provider_for
 from releases.catalog.services import release_mark_failed, release_roll_back
+from strategies.operations.exposure import step_exposure
 from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
 from strategies.operations.plan import compensation_for
 from strategies.operations.steps import (
@@ -244,6 +245,12 @@ def _drive(operation_id: int, runner: str) -> dict[str, Any]:
         if ran and time.monotonic() - began > settings.OPERATION_RUN_BUDGET_SECONDS:
             # Hand back between steps, so one job never outlives RQ's timeout for it (OPERATION_JOB_TIMEOUT).
             return _hand_back(operation, runner, Wait(now, "Going on in a new run"), ran)
+        guard = _guard_exposure(operation, ready[0])
+        if isinstance(guard, Wait):
+            return _hand_back(operation, runner, guard, ran)
+        if guard:
+            _step_failed(operation, ready[0], guard)
+            continue
         outcome = _run_step(operation, ready[0], runner)
         ran += 1
         if isinstance(outcome, Wait):
@@ -258,6 +265,46 @@ def _drive(operation_id: int, runner: str) -> dict[str, Any]:
             if not _pause_for_a_person(operation, outcome.why):
                 continue  # a person rolled back (or paused) meanwhile: act on that now
             return {"status": "paused", "steps_run": ran}
+
+
+def _guard_exposure(operation: Operation, step: OperationStep) -> Wait | str | None:
+    """Right before a promotion's step exposes production (`exposure`): a freeze of that production holds the
+    step until it ends (a Wait; audited once per hold); a missing approval refuses it (the reason, which fails
+    the step and so rolls the promotion back); None lets it start. Judged afresh, as the promotion may have
+    been started hours ago; a step already begun (a swap in flight) is never held."""
+    if operation.kind != Operation.Kind.PROMOTE or operation.status != OperationStatus.RUNNING:
+        return None
+    if step.status != StepStatus.PENDING:
+        return None
+    exposure = step_exposure(operation.application_id, step.kind, step.parameters, operation.release.version)
+    if exposure is None:
+        return None
+    if exposure.approval:
+        return f"“{step.title}” was not started: {exposure.approval}"
+    if not exposure.frozen:
+        return None
+    note = f"Held: {exposure.frozen} “{step.title}” starts when it ends."
+    if step.detail.get("held") != note:
+        now = clock.now()
+        with transaction.atomic():
+            OperationStep.objects.filter(pk=step.pk).update(
+                log=f"{step.log}\n{now:%H:%M:%S} {note}" if step.log else f"{now:%H:%M:%S} {note}",
+                detail={**step.detail, "held": note},
+            )
+            audit_record(
+                actor=None,
+                action="operation.held",
+                obj=operation,
+                application=operation.application,
+                after={
+                    "step": step.position,
+                    "environment": f"{exposure.environment.application.name} {exposure.environment.name}",
+                    "until": exposure.opens_at.isoformat() if exposure.opens_at else None,
+                },
+                reason=exposure.frozen,
+            )
+    until = exposure.opens_at or clock.now() + timedelta(seconds=60)
+    return Wait(until, note)
 
 
 def _behind_a_swap(step: OperationStep, unfinished: list[OperationStep]) -> bool:

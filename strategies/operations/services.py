@@ -23,6 +23,7 @@ from releases.catalog.providers import ProviderError
 from releases.catalog.providers.registry import provider_for
 from releases.catalog.services import release_start_rollout
 from strategies.operations import engine
+from strategies.operations.exposure import plan_blockers
 from strategies.operations.models import OPERATION_ACTIVE, Operation, OperationStatus, OperationStep, Ring, StepStatus
 from strategies.operations.plan import SKIPPABLE, PlanContext, StepSpec, compensation_for, swap_step
 from strategies.operations.reconcile import reconcile
@@ -169,6 +170,10 @@ def operation_start(
     if blockers:
         raise DomainError(ErrorCode.PROMOTION_BLOCKED, "Promotion is blocked: " + " ".join(blockers), blockers=blockers)
     steps = module.plan(plan_context(release, environment), options)
+    # Every other production the plan reaches (a ring target's) by its own approvals and freeze.
+    planned = ((s.kind, s.parameters) for s in steps)
+    if blockers := plan_blockers(release.application_id, environment, planned, release.version):
+        raise DomainError(ErrorCode.PROMOTION_BLOCKED, "Promotion is blocked: " + " ".join(blockers), blockers=blockers)
     now = clock.now()
     try:
         with transaction.atomic():
