@@ -107,6 +107,11 @@ def _approval_context(request: HttpRequest, approval: ApprovalRequest, **forms: 
 def approval_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     approval = _approval_or_404(request_id)
     context = _approval_context(request, approval)
+    if context["pending"] and not partial_requested(request):
+        # What approvers are told is checked as the page renders (not on every poll of its status): the slot
+        # they will open must run the build they are asked about.
+        problem = workflow.build_problem(approval.release, approval.environment)
+        context["stale_facts"] = str(problem) if problem else ""
     if partial_requested(request):
         response = render(request, "approvals/approval_detail.html#status", context)
         if context["pending"]:

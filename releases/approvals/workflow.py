@@ -19,6 +19,8 @@ from releases.approvals.policies import approvers_for, ineligibility
 from releases.audit.services import audit_record, snapshot
 from releases.catalog import services
 from releases.catalog.models import Environment, Release, ReleaseStatus, Slot, Stage
+from releases.catalog.providers import ProviderError
+from releases.catalog.providers.registry import provider_for
 
 REQUEST_AUDIT_FIELDS = ["status", "approvals_required", "expires_at", "settled_at", "waited"]
 
@@ -57,10 +59,63 @@ def source_slot(release: Release, environment: Environment) -> Slot | None:
     return before.slot if before else None
 
 
+def _out_of_order(release: Release, environment: Environment) -> DomainError | None:
+    """Stage order: `release` is approved only into the environment after the one whose slot runs it."""
+    following = approval_target(release)
+    if following is not None and following.pk == environment.pk:
+        return None
+    where = f"on the {release.deployed_slot.name} slot" if release.deployed_slot_id else "where Slipway cannot say"
+    then = f"its next approval is for {following.name}" if following else "it already runs in the last environment"
+    message = (
+        f"{release} runs {where}, so {then}, not {environment.name}: each environment is approved "
+        "from the stage before it."
+    )
+    return DomainError(ErrorCode.CONFLICT, message, fields={"environment": message})
+
+
+def _not_requestable(release: Release) -> DomainError | None:
+    if release.status == ReleaseStatus.REGISTERED:
+        return None
+    return DomainError(
+        ErrorCode.TRANSITION_NOT_ALLOWED,
+        f"{release} is {release.get_status_display().lower()}, so approval cannot be requested. "
+        "Only a registered release (or one whose request lapsed) can be sent for approval.",
+    )
+
+
+def build_problem(release: Release, environment: Environment) -> DomainError | None:
+    """What is wrong with showing approvers `release` on the slot before `environment` now: that slot must run
+    its build (read from the provider, not from what Slipway last saw), or they would judge another one."""
+    slot = source_slot(release, environment)
+    if slot is None:
+        return DomainError(
+            ErrorCode.CONFLICT, f"Slipway does not know which slot runs {release}; set the release's deployed slot."
+        )
+    try:
+        states = provider_for(release.application).slot_states(release.application, probe=False)
+    except ProviderError as exc:
+        return DomainError(
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            f"The provider could not say what the {slot.name} slot runs, so approvers could be shown another build "
+            f"than {release.version}: {exc}",
+        )
+    running = next((s.version for s in states if s.name == slot.name), "")
+    if running != release.version:
+        return DomainError(
+            ErrorCode.CONFLICT,
+            f"The {slot.name} slot runs {running or 'nothing'}, not {release.version}: approvers would be shown "
+            f"another build. Deploy {release.version} there, or register what runs there.",
+        )
+    return None
+
+
 def approval_request_open(
     *, release: Release, actor: Any, environment: Environment | None = None, reason: str = ""
 ) -> ApprovalRequest:
-    """Ask for approval of `release` into `environment` (its next one by default); approvers are notified."""
+    """Ask for approval of `release` into `environment` (its next one by default); approvers are notified.
+
+    Only into the environment after the one the release runs in (stage order), and only while its build
+    runs on the slot approvers will open (`build_problem`)."""
     environment = environment or approval_target(release)
     if environment is None:
         raise DomainError(
@@ -72,6 +127,11 @@ def approval_request_open(
             f"{environment} is not an environment of {release.application.name}.",
             fields={"environment": f"Not an environment of {release.application.name}."},
         )
+    # (A release waiting already is told so under the lock below, where a double click is caught.)
+    requestable = _not_requestable(release) if release.status != ReleaseStatus.AWAITING_APPROVAL else None
+    refused = _out_of_order(release, environment) or requestable or build_problem(release, environment)
+    if refused:
+        raise refused
     policy = policy_of(environment)
     if policy is None or policy.approvals_required == 0:
         raise DomainError(
@@ -89,12 +149,8 @@ def approval_request_open(
                 f"{release} already waits for approval into {environment.name} "
                 f"(asked {timezone.localtime(pending.created_at):%d %b %H:%M}); decide that request instead.",
             )
-        if locked.status != ReleaseStatus.REGISTERED:
-            raise DomainError(
-                ErrorCode.TRANSITION_NOT_ALLOWED,
-                f"{release} is {locked.get_status_display().lower()}, so approval cannot be requested. "
-                "Only a registered release (or one whose request lapsed) can be sent for approval.",
-            )
+        if refused := _not_requestable(locked):
+            raise refused
         for older in ApprovalRequest.objects.select_for_update(no_key=True).filter(
             environment=environment, status=R.PENDING, release__application_id=release.application_id
         ):
@@ -133,6 +189,8 @@ def approval_request_open_on_arrival(*, release: Release, actor: Any) -> Approva
     target = approval_target(release)
     if target is None or not needs_approval(target):
         return None
+    if build_problem(release, target) is not None:
+        return None  # the build is not where it was said to be: nothing to show approvers yet (the page says why)
     slot_name = release.deployed_slot.name if release.deployed_slot else "its"
     return approval_request_open(
         release=release, actor=actor, environment=target, reason=f"{release.version} arrived on the {slot_name} slot"

@@ -21,7 +21,7 @@ from releases.approvals.workflow import approval_decide
 from releases.audit.models import AuditEvent
 from releases.catalog.models import ReleaseStatus, Stage
 from releases.intake import services as intake
-from tests.factories import ApplicationFactory, ApprovalPolicyFactory, UserFactory
+from tests.factories import ApplicationFactory, ApprovalPolicyFactory, UserFactory, add_simulated_site
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -64,6 +64,7 @@ def approvers() -> list[User]:
 
 def open_request(version: str, approvals_required: int) -> ApprovalRequest:
     application = ApplicationFactory(slug=f"app-{version.replace('.', '-')}")
+    add_simulated_site(application)  # registering plays the deploy, so approvers find the build on staging
     ApprovalPolicyFactory(
         environment=application.environments.get(stage=Stage.PRODUCTION),
         approvals_required=approvals_required,

@@ -334,6 +334,7 @@ def test_the_inbox_lists_what_waits_for_me_newest_first_and_the_count_is_one_que
 ) -> None:
     older = pending_request(checkout, people["rita"], "2.0.0")
     other = ApplicationFactory(name="Ledger", slug="ledger")
+    add_simulated_site(other)
     ApprovalPolicyFactory(
         environment=other.environments.get(stage=Stage.PRODUCTION),
         approvals_required=1,
@@ -376,6 +377,7 @@ def test_the_navigation_count_costs_nothing_for_someone_who_cannot_approve(viewe
 
 def test_a_release_manager_asks_for_approval_with_the_button(checkout: Application, people: dict[str, User]) -> None:
     release = ReleaseFactory(application=checkout, version="2.1.0", deployed_slot=checkout.slots.get(name="staging"))
+    checkout.simulator_slots.filter(slot_name="staging").update(version="2.1.0")  # the pipeline deployed it
     client = browser(people["rita"])
 
     page = client.get(release.get_absolute_url())
