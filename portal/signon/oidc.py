@@ -30,7 +30,6 @@ import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.models import Group
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
@@ -42,7 +41,9 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView, OIDCLogoutView
 
 from portal.core import clock
+from portal.core.errors import DomainError
 from portal.core.roles import Role
+from portal.signon.accounts import role_groups_set
 from portal.signon.models import SsoIdentity
 from releases.audit.services import audit_record
 
@@ -54,7 +55,6 @@ ROLE_BY_NAME: dict[str, Role] = {
     "release_manager": Role.RELEASE_MANAGER,
     "admin": Role.ADMIN,
 }
-ROLE_GROUP_NAMES = frozenset(role.value for role in Role)
 SUBJECT_CLAIMS = ("oid", "sub")  # Entra ID's object id is stable across applications; `sub` is per application
 
 
@@ -292,25 +292,12 @@ def sync_roles(user: Any, claims: dict[str, Any], *, issuer: str) -> bool:
     """Make the user's role groups exactly those the claims grant; audit a change. Other groups are left alone."""
 
     wanted = {role.value for role in roles_from_claims(claims)}
-    held = set(user.groups.filter(name__in=ROLE_GROUP_NAMES).values_list("name", flat=True))
-    if wanted == held:
-        return False
-    groups = {g.name: g for g in Group.objects.filter(name__in=wanted | held)}
-    if missing := wanted - set(groups):
-        raise SignInFailed(f"the role group(s) {sorted(missing)} do not exist (run the migrations)")
-    user.groups.remove(*(groups[name] for name in held - wanted))
-    user.groups.add(*(groups[name] for name in wanted - held))
-    for cache in ("_perm_cache", "_group_perm_cache", "_user_perm_cache"):
-        user.__dict__.pop(cache, None)
-    audit_record(
-        actor=None,
-        action="user.roles_synced",
-        obj=user,
-        before={"roles": sorted(held)},
-        after={"roles": sorted(wanted)},
-        reason=f"Group claims at single sign-on from {issuer}",
-    )
-    return True
+    try:
+        return role_groups_set(
+            user, wanted, actor=None, action="user.roles_synced", reason=f"Group claims at single sign-on from {issuer}"
+        )
+    except DomainError as exc:
+        raise SignInFailed(str(exc)) from None
 
 
 # --- Views ---------------------------------------------------------------------------------------------------

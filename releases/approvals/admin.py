@@ -1,15 +1,16 @@
 from django.contrib import admin
 
+from portal.core.admin import ReadOnlyAdmin, ReadOnlyInline
 from releases.approvals import models
 
 
-class FreezeWindowInline(admin.TabularInline):
+class FreezeWindowInline(ReadOnlyInline):
     model = models.FreezeWindow
     extra = 0
 
 
 @admin.register(models.ApprovalPolicy)
-class ApprovalPolicyAdmin(admin.ModelAdmin):
+class ApprovalPolicyAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "approvals_required", "forbid_self_approval", "expiry_hours", "auto_promote"]
     filter_horizontal = ["approver_groups", "approver_users"]
     # Webhook URLs carry their credential: set them in the portal's policy editor, which never shows them back.
@@ -17,14 +18,14 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
     inlines = [FreezeWindowInline]
 
 
-class ApprovalDecisionInline(admin.TabularInline):
+class ApprovalDecisionInline(ReadOnlyInline):
     model = models.ApprovalDecision
     extra = 0
     readonly_fields = ["approver", "verdict", "comment", "decided_at"]
     can_delete = False
 
 
-class NotificationDeliveryInline(admin.TabularInline):
+class NotificationDeliveryInline(ReadOnlyInline):
     model = models.NotificationDelivery
     extra = 0
     fields = ["kind", "channel", "recipient", "status", "attempts", "last_error", "sent_at"]
@@ -33,7 +34,7 @@ class NotificationDeliveryInline(admin.TabularInline):
 
 
 @admin.register(models.ApprovalRequest)
-class ApprovalRequestAdmin(admin.ModelAdmin):
+class ApprovalRequestAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "status", "approvals_required", "created_at", "expires_at", "waited"]
     list_filter = ["status"]
     # Requests are opened, decided and settled by releases.approvals, never by a form.
@@ -42,22 +43,13 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.GateResult)
-class GateResultAdmin(admin.ModelAdmin):
+class GateResultAdmin(ReadOnlyAdmin):
     list_display = ["evaluated_at", "release", "environment", "gate", "passed", "detail"]
     list_filter = ["gate", "passed"]
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(models.FreezeOverride)
-class FreezeOverrideAdmin(admin.ModelAdmin):
+class FreezeOverrideAdmin(ReadOnlyAdmin):
     """Read-only: overrides are made in the portal, by an admin, with a reason, and audited."""
 
     list_display = ["created_at", "release", "environment", "created_by", "expires_at", "reason"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
