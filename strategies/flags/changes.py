@@ -30,12 +30,12 @@ from releases.approvals.policies import eligible_approvers
 from releases.audit.services import audit_record
 from releases.catalog.models import Environment
 from strategies.flags import schedules, services
-from strategies.flags.models import DarkLaunch, Flag, FlagApprovalSetting, FlagChangeRequest
+from strategies.flags.models import DarkLaunch, Flag, FlagApprovalSetting, FlagChangeRequest, Segment
 from strategies.flags.selectors import definition_diff
 
 Status = FlagChangeRequest.Status
 Action = FlagChangeRequest.Action
-CHANGEABLE = services.EDITABLE_FIELDS | {"enabled"}
+CHANGEABLE = services.EDITABLE_FIELDS | {"enabled", "lifecycle"}  # lifecycle: archiving, which stops serving
 
 
 def set_approval(*, environment: Environment, on: bool, actor: Any) -> FlagApprovalSetting:
@@ -92,6 +92,8 @@ def propose(*, flag: Flag, actor: Any, changes: dict[str, Any], summary: str) ->
     encoded = _encode(changes)
     with transaction.atomic():
         flag = services.flag_locked(flag)
+        if "lifecycle" in changes:
+            services.lifecycle_check(flag, changes["lifecycle"])
         before = services.flag_snapshot(flag)
         _put(flag, encoded)
         services.compile_flag(flag)  # raises DefinitionError for a bad change; nothing is saved
@@ -166,8 +168,35 @@ def _run(action: str, flag: Flag, arguments: dict[str, Any], actor: Any) -> None
             actor=actor,
             approved=True,
         )
+    elif action == Action.SEGMENT:
+        segment = Segment.objects.select_for_update(no_key=True).get(pk=arguments["segment"])
+        if services.segment_snapshot(segment) != arguments["before"]:
+            raise DomainError(ErrorCode.CONFLICT, f"The segment {segment.key} changed after this was proposed.")
+        for name, value in arguments["after"].items():
+            setattr(segment, name, value)
+        services.segment_save(segment=segment, actor=actor, approved=True)
     else:
         raise ValueError(f"{action!r} is not an action a change request can make")
+
+
+def propose_segment(*, segment: Segment, actor: Any) -> FlagChangeRequest:
+    """Propose a change to a segment that feeds approval-gated flags; it is decided on the first of them."""
+    gated = services.segment_gated_flags(segment)
+    if not gated:
+        raise DomainError(ErrorCode.CONFLICT, f"The segment {segment.key} needs no approval to change.")
+    before = services.segment_snapshot(Segment.objects.get(pk=segment.pk))
+    after = services.segment_snapshot(segment)
+    if after == before:
+        raise DomainError(ErrorCode.INVALID, "That changes nothing.")
+    arguments = {"segment": segment.pk, "before": before, "after": after}
+    used = ", ".join(f.key for f in gated)
+    return propose_action(
+        flag=gated[0],
+        actor=actor,
+        action=Action.SEGMENT,
+        arguments=arguments,
+        summary=f"change segment {segment.key} (used by {used})",
+    )
 
 
 def propose_action(

@@ -322,6 +322,7 @@ class FlagChangeRequest(models.Model):
         LAUNCH_WIDEN = "launch_widen", "Widen a dark launch"
         LAUNCH_ROLLOUT = "launch_rollout", "Roll a dark launch out"
         SCHEDULE = "schedule", "Schedule a change"
+        SEGMENT = "segment", "Change a segment the flag uses"
 
     flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="change_requests")
     summary = models.CharField(max_length=300)
@@ -355,7 +356,9 @@ class FlagChangeRequest(models.Model):
             ),
             models.CheckConstraint(
                 name="flag_change_action_valid",
-                condition=Q(action__in=["edit", "launch_start", "launch_widen", "launch_rollout", "schedule"]),
+                condition=Q(
+                    action__in=["edit", "launch_start", "launch_widen", "launch_rollout", "schedule", "segment"]
+                ),
             ),
         ]
 

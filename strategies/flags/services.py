@@ -220,9 +220,11 @@ EDITABLE_FIELDS = {
 }
 
 
-def flag_update(*, flag: Flag, actor: Any, reason: str = "", **changes: Any) -> Flag:
-    """Change any of EDITABLE_FIELDS; a change that makes no difference writes nothing."""
+def flag_update(*, flag: Flag, actor: Any, reason: str = "", approved: bool = False, **changes: Any) -> Flag:
+    """Change any of EDITABLE_FIELDS; a change that makes no difference writes nothing. Where the environment's
+    flag changes need approval, only an approved change request (`changes`) passes `approved`."""
     require_manager(actor)
+    _direct_change_allowed(flag.environment, approved)
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise ValueError(f"flag_update cannot change {sorted(unknown)}")
@@ -258,8 +260,10 @@ def flag_kill(*, flag: Flag, actor: Any, reason: str = "") -> Flag:
         return flag_save(flag, actor=actor, action="flag.killed", before=before, reason=reason)
 
 
-def flag_enable(*, flag: Flag, actor: Any, reason: str = "") -> Flag:
+def flag_enable(*, flag: Flag, actor: Any, reason: str = "", approved: bool = False) -> Flag:
+    """Serve a killed flag again: exposure, so approved where the environment asks (the kill switch never waits)."""
     require_manager(actor)
+    _direct_change_allowed(flag.environment, approved)
     with transaction.atomic():
         flag = flag_locked(flag)
         if flag.enabled:
@@ -281,21 +285,30 @@ LIFECYCLE_EDGES: dict[str, set[str]] = {
 }
 
 
-def flag_set_lifecycle(*, flag: Flag, to: str, actor: Any, reason: str = "") -> Flag:
+def lifecycle_check(flag: Flag, to: str) -> None:
+    """Refuse a move the lifecycle does not have (DomainError saying where the flag may go)."""
+    if to not in LIFECYCLE_EDGES.get(flag.lifecycle, set()):
+        allowed = ", ".join(Lifecycle(t).label.lower() for t in sorted(LIFECYCLE_EDGES.get(flag.lifecycle, ())))
+        raise DomainError(
+            ErrorCode.TRANSITION_NOT_ALLOWED,
+            f"{flag.key} is {Lifecycle(flag.lifecycle).label.lower()}; it can become {allowed or 'nothing else'}, "
+            f"not {to}.",
+        )
+    if to == Lifecycle.ARCHIVED and flag.launches.filter(status=DarkLaunch.Status.ACTIVE).exists():
+        raise DomainError(
+            ErrorCode.CONFLICT, f"{flag.key} has an active dark launch; roll it out or kill it before archiving."
+        )
+
+
+def flag_set_lifecycle(*, flag: Flag, to: str, actor: Any, reason: str = "", approved: bool = False) -> Flag:
+    """Move a flag along its lifecycle. Archiving stops serving it: approved where the environment asks; the
+    other moves are bookkeeping and never wait."""
     require_manager(actor)
+    if to == Lifecycle.ARCHIVED:
+        _direct_change_allowed(flag.environment, approved)
     with transaction.atomic():
         flag = flag_locked(flag)
-        if to not in LIFECYCLE_EDGES.get(flag.lifecycle, set()):
-            allowed = ", ".join(Lifecycle(t).label.lower() for t in sorted(LIFECYCLE_EDGES.get(flag.lifecycle, ())))
-            raise DomainError(
-                ErrorCode.TRANSITION_NOT_ALLOWED,
-                f"{flag.key} is {Lifecycle(flag.lifecycle).label.lower()}; it can become {allowed or 'nothing else'}, "
-                f"not {to}.",
-            )
-        if to == Lifecycle.ARCHIVED and flag.launches.filter(status=DarkLaunch.Status.ACTIVE).exists():
-            raise DomainError(
-                ErrorCode.CONFLICT, f"{flag.key} has an active dark launch; roll it out or kill it before archiving."
-            )
+        lifecycle_check(flag, to)
         before = flag_snapshot(flag)
         flag.lifecycle = to
         if to == Lifecycle.PERMANENT:
@@ -303,9 +316,10 @@ def flag_set_lifecycle(*, flag: Flag, to: str, actor: Any, reason: str = "") -> 
         return flag_save(flag, actor=actor, action=f"flag.{to}", before=before, reason=reason)
 
 
-def flag_rule_add(*, flag: Flag, rule: Mapping[str, Any], actor: Any) -> Flag:
+def flag_rule_add(*, flag: Flag, rule: Mapping[str, Any], actor: Any, approved: bool = False) -> Flag:
     """Append a targeting rule (after an active launch's cohort rule, which stays first)."""
     require_manager(actor)
+    _direct_change_allowed(flag.environment, approved)
     with transaction.atomic():
         flag = flag_locked(flag)
         before = flag_snapshot(flag)
@@ -315,8 +329,9 @@ def flag_rule_add(*, flag: Flag, rule: Mapping[str, Any], actor: Any) -> Flag:
         return flag_save(flag, actor=actor, action="flag.rule_added", before=before)
 
 
-def flag_rule_remove(*, flag: Flag, index: int, actor: Any) -> Flag:
+def flag_rule_remove(*, flag: Flag, index: int, actor: Any, approved: bool = False) -> Flag:
     require_manager(actor)
+    _direct_change_allowed(flag.environment, approved)
     with transaction.atomic():
         flag = flag_locked(flag)
         rules = dict(flag.rules or {})
@@ -338,7 +353,7 @@ def flag_rule_remove(*, flag: Flag, index: int, actor: Any) -> Flag:
 # --- Segments --------------------------------------------------------------------------------------
 
 
-def _segment_snapshot(segment: Segment) -> dict[str, Any]:
+def segment_snapshot(segment: Segment) -> dict[str, Any]:
     return {
         "key": segment.key,
         "name": segment.name,
@@ -349,16 +364,40 @@ def _segment_snapshot(segment: Segment) -> dict[str, Any]:
     }
 
 
-def segment_save(*, segment: Segment, actor: Any) -> Segment:
-    """Create or change a segment; every environment of its application is republished."""
+def segment_gated_flags(segment: Segment) -> list[Flag]:
+    """The flags the segment feeds in environments whose flag changes need approval (editing it changes them)."""
+    if not segment.pk:
+        return []
+    key = Segment.objects.filter(pk=segment.pk).values_list("key", flat=True).first() or segment.key
+    flags = Flag.objects.filter(environment__application_id=segment.application_id).select_related("environment")
+    gated = []
+    for flag in flags.order_by("environment__position", "key"):
+        conditions = [c for r in (flag.rules or {}).get("rules", []) for c in r.get("conditions", [])]
+        in_rules = any(c.get("op") == "in_segment" and c.get("value") == key for c in conditions)
+        in_override = f'"$ref": "{key}"' in str(flag.targeting_override or "").replace("'", '"')
+        if (in_rules or in_override) and approval_required(flag.environment):
+            gated.append(flag)
+    return gated
+
+
+def segment_save(*, segment: Segment, actor: Any, approved: bool = False) -> Segment:
+    """Create or change a segment; every environment of its application is republished. A segment that feeds a
+    flag where changes need approval changes only through an approved change request (`approved`)."""
     require_manager(actor)
+    if not approved and (gated := segment_gated_flags(segment)):
+        used = ", ".join(f"{f.environment.name}: {f.key}" for f in gated)
+        raise DomainError(
+            ErrorCode.APPROVAL_REQUIRED,
+            f"The segment {segment.key} feeds flags whose changes need approval ({used}): propose the change "
+            "and an approver decides it.",
+        )
     conditions, users = clean_segment(
         key=segment.key, conditions=segment.conditions, users=segment.users, match=segment.match
     )
     with transaction.atomic():
         before = None
         if segment.pk:
-            before = _segment_snapshot(Segment.objects.select_for_update(no_key=True).get(pk=segment.pk))
+            before = segment_snapshot(Segment.objects.select_for_update(no_key=True).get(pk=segment.pk))
         elif Segment.objects.filter(application=segment.application, key=segment.key).exists():
             raise DefinitionError({"key": [f"{segment.application} already has a segment {segment.key!r}."]})
         now = clock.now()
@@ -370,7 +409,7 @@ def segment_save(*, segment: Segment, actor: Any) -> Segment:
         segment.save()
         for environment in segment.application.environments.all():
             _publish(environment)
-        after = _segment_snapshot(segment)
+        after = segment_snapshot(segment)
         if after != before:
             audit_record(
                 actor=actor,
@@ -404,7 +443,7 @@ def segment_delete(*, segment: Segment, actor: Any) -> None:
             raise DomainError(
                 ErrorCode.CONFLICT, f"The segment {segment.key} is used by {', '.join(used)}; remove it there first."
             )
-        before = _segment_snapshot(segment)
+        before = segment_snapshot(segment)
         audit_record(actor=actor, action="segment.deleted", obj=segment, application=segment.application, before=before)
         segment.delete()
         for environment in segment.application.environments.all():

@@ -278,12 +278,16 @@ def flag_kill(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @role_required(Role.RELEASE_MANAGER)
 def flag_lifecycle(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     flag = flag_or_404(slug, pk)
+    to = request.POST.get("to", "")
     try:
-        services.flag_set_lifecycle(flag=flag, to=request.POST.get("to", ""), actor=request.user)
+        if to == Lifecycle.ARCHIVED and approval_required(flag.environment):
+            proposal = changes.propose(flag=flag, actor=request.user, changes={"lifecycle": to}, summary="archive")
+            messages.success(request, _proposed(proposal))
+        else:
+            services.flag_set_lifecycle(flag=flag, to=to, actor=request.user)
+            messages.success(request, f"{flag.key} is now {to}.")
     except DomainError as exc:
         messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{flag.key} is now {request.POST.get('to')}.")
     return redirect(flag.get_absolute_url())
 
 
@@ -297,11 +301,18 @@ def segment_edit(request: HttpRequest, slug: str, pk: int | None = None) -> Http
     form = SegmentForm(request.POST or None, instance=segment, application=application)
     if request.method == "POST" and form.is_valid():
         try:
-            saved = services.segment_save(segment=form.segment(), actor=request.user)
+            edited = form.segment()
+            if services.segment_gated_flags(edited):
+                proposal = changes.propose_segment(segment=edited, actor=request.user)
+                messages.success(request, _proposed(proposal))
+            else:
+                saved = services.segment_save(segment=edited, actor=request.user)
+                messages.success(request, f"Saved the segment {saved.name}.")
         except DefinitionError as exc:
             add_definition_errors(form, exc)
+        except DomainError as exc:
+            form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Saved the segment {saved.name}.")
             return redirect("application_flags", slug=slug)
     status = 400 if request.method == "POST" else 200
     context = {"application": application, "form": form, "segment": segment}

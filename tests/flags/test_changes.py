@@ -113,7 +113,9 @@ def test_a_change_proposed_before_another_change_is_not_applied_over_it(
 ) -> None:
     flag = make_flag("new-checkout")
     request = changes.propose(flag=flag, actor=release_manager, changes={"description": "one"}, summary="one")
-    services.flag_update(flag=flag, actor=release_manager, description="two")  # e.g. via the shell
+    # A later change approved first (editing it directly is refused here: tests/flags/test_side_doors.py).
+    later = changes.propose(flag=flag, actor=release_manager, changes={"description": "two"}, summary="two")
+    changes.decide(request=later, actor=approver, approve=True)
     changes.decide(request=request, actor=approver, approve=True)
     request.refresh_from_db()
     flag.refresh_from_db()
