@@ -13,6 +13,7 @@ from releases.audit.models import AuditEvent
 from releases.catalog.models import Application, Environment, Slot, Stage
 from strategies.flags.changes import inbox_for as flag_changes_for
 from strategies.operations.models import OPERATION_ACTIVE, Drift, Operation, OperationStep, StepStatus
+from strategies.operations.services import rings_waiting_for
 
 
 @dataclass
@@ -122,5 +123,6 @@ def open_drifts(applications: list[Application]) -> list[Drift]:
 
 
 def inbox_count(user: Any) -> int:
-    """Release approvals and flag changes the user may decide."""
-    return ApprovalRequest.objects.filter(inbox_filter(user)).count() + len(flag_changes_for(user))
+    """Release approvals, ring approvals and flag changes the user may decide."""
+    releases = ApprovalRequest.objects.filter(inbox_filter(user)).count()
+    return releases + len(flag_changes_for(user)) + len(rings_waiting_for(user))

@@ -32,7 +32,7 @@ from releases.catalog.timeline import release_timeline
 from strategies.flags import changes as flag_changes
 from strategies.operations.forms import RollbackForm
 from strategies.operations.reconcile import open_drift
-from strategies.operations.services import active_operation
+from strategies.operations.services import active_operation, rings_waiting_for
 from strategies.operations.views import promote_form_for, steps_for_page
 
 DASHBOARD_POLL_LIVE = "every 2s"  # while an operation runs or slots are being refreshed
@@ -164,4 +164,9 @@ def release_page(request: HttpRequest, release: Release, *, status: int = 200, *
 def approval_inbox(request: HttpRequest) -> HttpResponse:
 
     page = Paginator(approval_selectors.inbox_for(request.user), 50).get_page(request.GET.get("page"))
-    return render(request, "approvals/inbox.html", {"page": page, "flag_changes": flag_changes.inbox_for(request.user)})
+    context = {
+        "page": page,
+        "flag_changes": flag_changes.inbox_for(request.user),
+        "rings": rings_waiting_for(request.user),
+    }
+    return render(request, "approvals/inbox.html", context)

@@ -157,6 +157,14 @@ def gates_evaluate(
         )
 
 
+def gates_refresh(*, release: Release, environment: Environment, actor: Any) -> list[GateResult]:
+    """An approver asks for the gates now, as they decide. It calls the provider and records results; the others
+    read the last evaluation (promotion evaluates the gates again before it starts)."""
+    if not has_role(actor, Role.APPROVER):
+        raise DomainError(ErrorCode.FORBIDDEN, missing_role_message(actor, Role.APPROVER))
+    return gates_evaluate(release=release, environment=environment, actor=actor)
+
+
 def latest_gate_results(release: Release, environment: Environment) -> list[GateResult]:
     """The most recent evaluation of each gate (the last batch recorded), or [] when never evaluated."""
     latest: dict[str, GateResult] = {}

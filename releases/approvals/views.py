@@ -29,7 +29,7 @@ from releases.approvals.forms import (
     show_problems,
     window_initial,
 )
-from releases.approvals.gates import active_override, freeze_override, freeze_state, gates_evaluate, latest_gate_results
+from releases.approvals.gates import active_override, freeze_override, freeze_state, gates_refresh, latest_gate_results
 from releases.approvals.models import ApprovalRequest, ApprovalRequestStatus
 from releases.approvals.policies import approvers_for, eligible_approvers, ineligibility, policy_problems, policy_update
 from releases.approvals.workflow import approval_request_open, source_slot
@@ -172,12 +172,12 @@ def _outcome(approval: ApprovalRequest) -> str:
 
 
 @require_POST
-@role_required(Role.VIEWER)
+@role_required(Role.APPROVER)
 @vary_on_headers("HX-Request", "HX-Boosted")
 def approval_gates(request: HttpRequest, request_id: int) -> HttpResponse:
     """Evaluate the gates now (records the results); htmx swaps the gates table in place."""
     approval = _approval_or_404(request_id)
-    gates_evaluate(release=approval.release, environment=approval.environment, actor=request.user)
+    gates_refresh(release=approval.release, environment=approval.environment, actor=request.user)
     if partial_requested(request):
         context = _approval_context(request, approval)
         return render(request, "approvals/approval_detail.html#gates", context)

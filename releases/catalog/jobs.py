@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 
 import django_rq
+from django.db import transaction
 
+from portal.core import clock
+from portal.core.roles import Role, require_role
 from releases.audit.services import job_origin, origin
 from releases.catalog.models import Application
 from releases.catalog.services import slots_refresh
@@ -34,3 +37,12 @@ def refresh_application_slots(application_id: int) -> dict[str, object]:
 def enqueue_slots_refresh(application: Application) -> None:
     """Queue a refresh; it is sent to Redis when the surrounding transaction commits."""
     django_rq.get_queue("default").enqueue(refresh_application_slots, application.pk)
+
+
+def slots_refresh_ask(*, application: Application, actor: object) -> None:
+    """A person asks for the slots to be read from the provider now. It calls the provider, so a release manager
+    asks; viewers read what the periodic refresh last saw."""
+    require_role(actor, Role.RELEASE_MANAGER)
+    with transaction.atomic():
+        Application.objects.filter(pk=application.pk).update(slots_refresh_requested_at=clock.now())
+        enqueue_slots_refresh(application)  # sent to Redis on commit

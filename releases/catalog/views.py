@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from portal.core import clock
 from portal.core.errors import DomainError
 from portal.core.htmx import partial_requested
 from portal.core.roles import Role, role_required
 from releases.catalog import services
 from releases.catalog.forms import ApplicationCreateForm, SlotMappingForm
-from releases.catalog.jobs import enqueue_slots_refresh
+from releases.catalog.jobs import enqueue_slots_refresh, slots_refresh_ask
 from releases.catalog.models import Application
 
 
 @require_POST
-@role_required(Role.VIEWER)
+@role_required(Role.RELEASE_MANAGER)
 def application_refresh_slots(request: HttpRequest, slug: str) -> HttpResponse:
     application = get_object_or_404(Application, slug=slug)
-    with transaction.atomic():
-        Application.objects.filter(pk=application.pk).update(slots_refresh_requested_at=clock.now())
-        enqueue_slots_refresh(application)  # sent to Redis on commit
+    slots_refresh_ask(application=application, actor=request.user)
     messages.info(request, f"Refreshing the slots of {application.name} in the background.")
     return redirect(application)
 

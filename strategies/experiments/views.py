@@ -18,7 +18,7 @@ from portal.core.errors import DomainError
 from portal.core.htmx import partial_requested
 from portal.core.roles import Role, has_role, role_required
 from releases.catalog.models import Application
-from strategies.experiments import analysis, selectors, services, stats
+from strategies.experiments import selectors, services, stats
 from strategies.experiments.forms import ExperimentForm, PowerForm, ShipForm
 from strategies.experiments.models import Experiment
 from strategies.flags.definitions import DefinitionError
@@ -150,14 +150,16 @@ def experiment_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     return render(request, "experiments/experiment_detail.html", _detail_context(request, experiment))
 
 
-@role_required(Role.VIEWER)
+@role_required(Role.RELEASE_MANAGER)
 @require_POST
 def experiment_recompute(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     experiment = _experiment(slug, pk)
-    if experiment.status == Experiment.Status.DRAFT:
-        messages.error(request, "A draft has no data to analyse: start it first.")
-    else:
-        analysis.analyse(experiment)
+    try:
+        services.experiment_recompute(experiment=experiment, actor=request.user)
+    except DomainError as exc:
+        if exc.forbidden:
+            raise
+        messages.error(request, str(exc))
     if partial_requested(request):
         return render(request, "experiments/experiment_detail.html#results", _detail_context(request, experiment))
     return redirect(experiment.get_absolute_url())

@@ -463,6 +463,20 @@ def ring_approval_ineligibility(user: Any, operation: Operation) -> str:
     return ""
 
 
+def rings_waiting_for(user: Any, limit: int = 200) -> list[tuple[Operation, OperationStep]]:
+    """The ring approvals `user` may decide now (for the approvals inbox and its count), oldest first."""
+    if not has_role(user, Role.APPROVER):
+        return []
+    waiting = (
+        OperationStep.objects.filter(
+            kind="approve_ring", status=StepStatus.WAITING, operation__status=OperationStatus.PAUSED
+        )
+        .select_related("operation__application", "operation__release", "operation__environment")
+        .order_by("operation__created_at")[:limit]
+    )
+    return [(step.operation, step) for step in waiting if not ring_approval_ineligibility(user, step.operation)]
+
+
 def _ring_decision(operation: Operation, actor: Any) -> OperationStep:
     problem = ring_approval_ineligibility(actor, operation)
     if problem:

@@ -93,8 +93,12 @@ def test_the_form_creates_a_draft_and_computes_the_sample_live(
     ]
 
 
-def test_a_fresh_experiment_page_has_no_nan(client: Client, running: Experiment, viewer: User) -> None:
-    client = signed_in(viewer)
+def test_a_fresh_experiment_page_has_no_nan(
+    client: Client, running: Experiment, release_manager: User, viewer: User
+) -> None:
+    watcher = signed_in(viewer).get(detail_url(running)).text  # viewers read; only a release manager recomputes
+    assert 'id="recompute"' not in watcher and "analysed every 10 minutes" in watcher
+    client = signed_in(release_manager)
     page = client.get(detail_url(running))
     assert page.status_code == 200 and "No analysis yet: press Recompute." in page.text
     recomputed = client.post(action_url("experiment_recompute", running), HTTP_HX_REQUEST="true")

@@ -57,7 +57,7 @@ ACCESS: dict[str, Access] = {
     "application_detail": Access(Role.VIEWER),
     "application_create": Access(Role.ADMIN),
     "application_connect": Access(Role.ADMIN),
-    "application_refresh_slots": Access(Role.VIEWER, method="POST"),
+    "application_refresh_slots": Access(Role.RELEASE_MANAGER, method="POST"),  # calls the provider
     "release_list": Access(Role.VIEWER),
     "release_compare": Access(Role.VIEWER),
     "release_register": Access(Role.RELEASE_MANAGER),
@@ -67,7 +67,7 @@ ACCESS: dict[str, Access] = {
     "approval_inbox": Access(Role.APPROVER),
     "approval_detail": Access(Role.VIEWER),
     "approval_decide": Access(Role.APPROVER, method="POST"),
-    "approval_gates": Access(Role.VIEWER, method="POST"),
+    "approval_gates": Access(Role.APPROVER, method="POST"),  # calls the provider, records results
     "approval_override_freeze": Access(Role.ADMIN, method="POST"),
     "audit_list": Access(Role.VIEWER),
     "audit_export_csv": Access(Role.VIEWER),
@@ -147,7 +147,7 @@ ACCESS: dict[str, Access] = {
     "experiment_create": Access(Role.RELEASE_MANAGER),
     "experiment_power": Access(Role.RELEASE_MANAGER, method="POST"),
     "experiment_detail": Access(Role.VIEWER),
-    "experiment_recompute": Access(Role.VIEWER, method="POST"),
+    "experiment_recompute": Access(Role.RELEASE_MANAGER, method="POST"),  # writes an analysis
     "experiment_start": Access(Role.RELEASE_MANAGER, method="POST"),
     "experiment_stop": Access(Role.RELEASE_MANAGER, method="POST"),
     "experiment_ship": Access(Role.RELEASE_MANAGER, method="POST"),

@@ -69,10 +69,10 @@ def poll(client: Client, application: Application) -> int:
 
 
 def test_a_refresh_asked_for_on_the_web_is_done_by_a_worker_and_audited(
-    client: Client, viewer: User, rq_queues: dict[str, Queue], checkout: Application, live_release: Release
+    client: Client, release_manager: User, rq_queues: dict[str, Queue], checkout: Application, live_release: Release
 ) -> None:
     queue = rq_queues["default"]
-    client.force_login(viewer)
+    client.force_login(release_manager)
 
     request_refresh(client, checkout)
 
@@ -118,10 +118,10 @@ def test_a_refresh_asked_for_on_the_web_is_done_by_a_worker_and_audited(
 
 
 def test_a_refresh_that_finds_nothing_new_writes_no_audit_event(
-    client: Client, viewer: User, rq_queues: dict[str, Queue], checkout: Application
+    client: Client, release_manager: User, rq_queues: dict[str, Queue], checkout: Application
 ) -> None:
     queue = rq_queues["default"]
-    client.force_login(viewer)
+    client.force_login(release_manager)
     request_refresh(client, checkout)
     work(queue)
     first_seen = Slot.objects.get(application=checkout, name="production").refreshed_at
@@ -138,10 +138,10 @@ def test_a_refresh_that_finds_nothing_new_writes_no_audit_event(
 
 
 def test_a_refresh_audits_only_the_slot_that_changed(
-    client: Client, viewer: User, rq_queues: dict[str, Queue], checkout: Application
+    client: Client, release_manager: User, rq_queues: dict[str, Queue], checkout: Application
 ) -> None:
     queue = rq_queues["default"]
-    client.force_login(viewer)
+    client.force_login(release_manager)
     request_refresh(client, checkout)
     work(queue)
     checkout.simulator_slots.filter(slot_name="staging").update(version="2.0.1", healthy=True)
@@ -157,11 +157,11 @@ def test_a_refresh_audits_only_the_slot_that_changed(
 
 
 def test_a_provider_that_cannot_answer_is_recorded_on_the_application(
-    client: Client, viewer: User, rq_queues: dict[str, Queue]
+    client: Client, release_manager: User, rq_queues: dict[str, Queue]
 ) -> None:
     queue = rq_queues["default"]
     application = ApplicationFactory(azure=True, name="Ledger", slug="ledger")
-    client.force_login(viewer)
+    client.force_login(release_manager)
 
     request_refresh(client, application)
     [job] = queue.get_jobs()
@@ -217,10 +217,10 @@ def _subprocess_database_url() -> str:
 
 
 def test_the_rqworker_command_runs_a_queued_refresh(
-    client: Client, viewer: User, rq_queues: dict[str, Queue], checkout: Application
+    client: Client, release_manager: User, rq_queues: dict[str, Queue], checkout: Application
 ) -> None:
     queue = rq_queues["default"]
-    client.force_login(viewer)
+    client.force_login(release_manager)
     request_refresh(client, checkout)
     [job] = queue.get_jobs()
     env = {

@@ -402,6 +402,10 @@ def test_the_operation_page_offers_the_ring_decision_to_approvers_only(
 
     client.force_login(approver)
     assert "Approve the ring" in client.get(url).content.decode()
+    # The approver's inbox lists the ring with the release approvals, and the navigation counts it.
+    inbox = client.get(reverse("approval_inbox")).content.decode()
+    assert f'href="{url}#ring-approval">Ring 1 (Early adopters)</a>' in inbox
+    assert '<span class="badge nav-count" title="Requests waiting for your decision">1</span>' in inbox
     polled = client.get(url, {"seen": "running"}, headers={"HX-Request": "true"})
     assert polled.headers.get("HX-Refresh") == "true", "a page that saw it running reloads to show the form"
     assert "HX-Refresh" not in client.get(url, {"seen": "paused"}, headers={"HX-Request": "true"}).headers
