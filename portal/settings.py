@@ -6,6 +6,8 @@ Every value has a safe local default except the ones that must never default in 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -439,6 +441,37 @@ FLAG_SCHEDULE_SWEEP_SECONDS = env_int("FLAG_SCHEDULE_SWEEP_SECONDS", 60)
 # (the whole chain by `manage.py audit_verify`).
 AUDIT_SEAL_SWEEP_SECONDS = env_int("AUDIT_SEAL_SWEEP_SECONDS", 5)
 AUDIT_VERIFY_SWEEP_SECONDS = env_int("AUDIT_VERIFY_SWEEP_SECONDS", 600)
+# Each periodic check also re-verifies this many older links, resuming where the last one stopped, so the
+# whole chain is covered again and again (not only the tail since the last checkpoint).
+AUDIT_VERIFY_SWEEP_BATCH = env_int("AUDIT_VERIFY_SWEEP_BATCH", 50_000)
+
+
+def _audit_chain_keys(raw: str) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    for entry in raw.replace("\n", ",").split(","):
+        if not entry.strip():
+            continue
+        key_id, sep, secret = entry.strip().partition(":")
+        if not sep or not key_id or len(secret) < 32 or len(key_id) > 32:
+            raise ImproperlyConfigured(
+                "AUDIT_CHAIN_KEYS is a comma- or newline-separated list of id:secret (an id of at most 32 "
+                "characters, a secret of at least 32)"
+            )
+        keys[key_id] = secret.encode()
+    return keys
+
+
+# The audit chain is keyed (HMAC-SHA256, releases.audit.chain) with a key held outside the database, so that
+# whoever can write the table cannot re-seal it. AUDIT_CHAIN_KEYS (or AUDIT_CHAIN_KEYS_FILE) lists id:secret
+# pairs; new links use AUDIT_CHAIN_KEY_ID (by default the first listed); keep retired keys listed to verify
+# the links they sealed. Without it, one key is derived from SECRET_KEY (id "sk1"): rotate SECRET_KEY only
+# after setting AUDIT_CHAIN_KEYS with that derived key kept (see docs/architecture.md, Audit).
+AUDIT_CHAIN_KEYS = _audit_chain_keys(env_secret("AUDIT_CHAIN_KEYS"))
+if not AUDIT_CHAIN_KEYS:
+    AUDIT_CHAIN_KEYS = {"sk1": hmac.new(SECRET_KEY.encode(), b"slipway audit chain", hashlib.sha256).digest()}
+AUDIT_CHAIN_KEY_ID = env_str("AUDIT_CHAIN_KEY_ID") or next(iter(AUDIT_CHAIN_KEYS))
+if AUDIT_CHAIN_KEY_ID not in AUDIT_CHAIN_KEYS:
+    raise ImproperlyConfigured(f"AUDIT_CHAIN_KEY_ID {AUDIT_CHAIN_KEY_ID!r} is not one of AUDIT_CHAIN_KEYS")
 
 # Azure App Service provider. Credentials come from the environment only (never the database):
 # AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET for a service principal, AZURE_CLIENT_ID

@@ -3,24 +3,29 @@
 `audit_record` writes events unsealed, so no write waits for another. The sealer (`seal_pending`, every
 AUDIT_SEAL_SWEEP_SECONDS from releases/cron.py, and at the start of `manage.py audit_verify`) locks the
 one `AuditChainHead` row and gives each unsealed event, in id order, the next `sequence` and
-`chain_hash = sha256(previous hash + canonical JSON of the event)`; the first link's previous hash is
-64 zeros. An event is therefore unsealed for a few seconds at most (longer only if no cron runs).
+`chain_hash = HMAC-SHA256(key, previous hash + key id + canonical JSON of the event)` with the key named by
+its `chain_key_id` (AUDIT_CHAIN_KEYS, held outside the database); the first link's previous hash is 64 zeros.
+Whoever can write the table but does not hold the key cannot re-seal it: every recomputed link fails. An
+event is unsealed for a few seconds at most (longer only if no cron runs).
 
 `verify_chain` walks the chain in sequence order, recomputing every hash, and reports the first broken
-link. The periodic check (every AUDIT_VERIFY_SWEEP_SECONDS) verifies only the tail since the last
-checkpoint kept on the head row; `manage.py audit_verify` verifies the whole chain. The audit page reads
-the head row only.
+link. The periodic check (every AUDIT_VERIFY_SWEEP_SECONDS) verifies the tail since the last checkpoint and
+re-verifies AUDIT_VERIFY_SWEEP_BATCH older links, resuming where it stopped (`swept_through`), so an old row
+edited after its checkpoint is found within a few passes; `manage.py audit_verify` verifies the whole chain
+and can print a signed checkpoint for a third party to hold. The audit page reads the head row only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F, Func, Subquery
@@ -55,8 +60,26 @@ def canonical(event: AuditEvent) -> str:
     return json.dumps(content, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
 
 
-def link_hash(previous_hash: str, event: AuditEvent) -> str:
-    return hashlib.sha256((previous_hash + canonical(event)).encode()).hexdigest()
+class UnknownKey(Exception):
+    """The link names a key this installation does not hold (AUDIT_CHAIN_KEYS)."""
+
+
+def link_hash(previous_hash: str, event: AuditEvent, key_id: str | None = None) -> str:
+    """The link's keyed hash, with the key `key_id` (by default the one that sealed it)."""
+    key_id = event.chain_key_id if key_id is None else key_id
+    key = settings.AUDIT_CHAIN_KEYS.get(key_id) if key_id else None
+    if key is None:
+        raise UnknownKey(key_id)
+    message = (previous_hash + key_id + canonical(event)).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def checkpoint_signature(sequence: int, last_hash: str) -> str:
+    """A signed statement that the chain was intact through `sequence` ending in `last_hash`: kept outside
+    Slipway, it proves later that nothing up to there was rewritten, even by someone who then took the key."""
+    key_id = settings.AUDIT_CHAIN_KEY_ID
+    message = f"slipway-audit-checkpoint:{sequence}:{last_hash}".encode()
+    return f"{key_id}:{hmac.new(settings.AUDIT_CHAIN_KEYS[key_id], message, hashlib.sha256).hexdigest()}"
 
 
 def _head(*, lock: bool = False) -> AuditChainHead:
@@ -73,12 +96,12 @@ def _seal_batch(limit: int) -> int:
         if not events:
             return 0
         now = clock.now()
-        sequence, previous = head.last_sequence, head.last_hash
+        sequence, previous, key_id = head.last_sequence, head.last_hash, settings.AUDIT_CHAIN_KEY_ID
         for event in events:
             sequence += 1
-            previous = link_hash(previous, event)
+            previous = link_hash(previous, event, key_id)
             sealed = AuditEvent.objects.filter(pk=event.pk)._seal_update(
-                sequence=sequence, chain_hash=previous, sealed_at=now
+                sequence=sequence, chain_hash=previous, chain_key_id=key_id, sealed_at=now
             )
             if sealed != 1:
                 raise RuntimeError(f"audit event {event.pk} was sealed by someone else while the chain head was locked")
@@ -139,7 +162,17 @@ def _walk(start: int, previous: str, through: int, head_hash: str) -> Verificati
                 f"{event.sequence}): events were deleted or their sequence changed"
             )
             return Verification(checked, expected_sequence - 1, previous, BrokenLink(expected_sequence, None, reason))
-        expected = link_hash(previous, event)
+        try:
+            expected = link_hash(previous, event)
+        except UnknownKey:
+            held = ", ".join(sorted(settings.AUDIT_CHAIN_KEYS))
+            reason = (
+                f"the link names key {event.chain_key_id!r}, which this installation does not hold ({held}): "
+                "it was sealed elsewhere or re-sealed without the key"
+                if event.chain_key_id
+                else "the link names no key: it was re-sealed without the key"
+            )
+            return Verification(checked, expected_sequence - 1, previous, BrokenLink(event.sequence, event.pk, reason))
         if expected != event.chain_hash:
             reason = (
                 "the stored hash does not match the event's content and the link before it: "
@@ -226,8 +259,37 @@ def seal_audit_chain_job() -> dict[str, int]:
     return {"sealed": seal_pending()}
 
 
+def sweep_older(*, batch: int | None = None) -> Verification:
+    """Re-verify up to `batch` links already verified, resuming where the last sweep stopped and starting over
+    after the checkpoint: over successive passes every link is checked again, so an old row edited after its
+    checkpoint is found. A break is recorded on the head row as a full verification would."""
+    batch = batch or settings.AUDIT_VERIFY_SWEEP_BATCH
+    head = _head()
+    start = head.swept_through if head.swept_through < head.verified_through else 0
+    through = min(start + batch, head.verified_through)
+    if through <= start:
+        return Verification(0, start, "", None)
+    hashes = dict(AuditEvent.objects.filter(sequence__in=[start, through]).values_list("sequence", "chain_hash"))
+    previous = GENESIS_HASH if start == 0 else hashes.get(start, "")
+    result = _walk(start, previous, through, hashes.get(through, ""))
+    if result.broken:
+        AuditChainHead.objects.filter(pk=HEAD_ID).update(
+            broken_sequence=result.broken.sequence,
+            broken_event_id=result.broken.event_id,
+            broken_reason=result.broken.describe(),
+            verified_at=clock.now(),
+        )
+        log.error("audit chain broken at %s (found by the rolling re-verification)", result.broken.describe())
+    else:
+        AuditChainHead.objects.filter(pk=HEAD_ID).update(swept_through=through)
+    return result
+
+
 def verify_audit_chain_job() -> dict[str, object]:
-    """Seal, then verify the tail since the last checkpoint (a full check is `manage.py audit_verify`)."""
+    """Seal, verify the tail since the last checkpoint, and re-verify a batch of older links (`sweep_older`)."""
     sealed = seal_pending()
     result = verify_chain(since_checkpoint=True)
-    return {"sealed": sealed, "checked": result.checked, "through": result.through, "ok": result.ok}
+    swept = sweep_older() if result.ok else None
+    ok = result.ok and (swept is None or swept.ok)
+    checked = swept.checked if swept else 0
+    return {"sealed": sealed, "checked": result.checked, "through": result.through, "swept": checked, "ok": ok}

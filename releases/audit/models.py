@@ -30,10 +30,14 @@ class AuditEventQuerySet(models.QuerySet):
     def delete(self) -> tuple[int, dict[str, int]]:
         raise AuditImmutable("deleted")
 
-    def _seal_update(self, *, sequence: int, chain_hash: str, sealed_at: datetime) -> int:
+    def _seal_update(self, *, sequence: int, chain_hash: str, chain_key_id: str, sealed_at: datetime) -> int:
         """The sealer's one write: the seal fields of events not sealed yet (see releases.audit_chain)."""
         return models.QuerySet.update(
-            self.filter(sequence__isnull=True), sequence=sequence, chain_hash=chain_hash, sealed_at=sealed_at
+            self.filter(sequence__isnull=True),
+            sequence=sequence,
+            chain_hash=chain_hash,
+            chain_key_id=chain_key_id,
+            sealed_at=sealed_at,
         )
 
 
@@ -69,6 +73,9 @@ class AuditEvent(models.Model):
     # The hash chain, set once by the sealer: position (1, 2, 3, ...) and sha256(previous hash + content).
     sequence = models.PositiveBigIntegerField(null=True, blank=True, unique=True, editable=False)
     chain_hash = models.CharField(max_length=64, blank=True, editable=False)
+    chain_key_id = models.CharField(
+        max_length=32, blank=True, editable=False, help_text="Which AUDIT_CHAIN_KEYS key sealed this link."
+    )
     sealed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
@@ -118,6 +125,9 @@ class AuditChainHead(models.Model):
     broken_sequence = models.PositiveBigIntegerField(null=True, blank=True)
     broken_event_id = models.BigIntegerField(null=True, blank=True)
     broken_reason = models.TextField(blank=True)
+    swept_through = models.PositiveBigIntegerField(
+        default=0, help_text="Where the rolling re-verification of older links resumes."
+    )
 
     class Meta:
         db_table = "releases_auditchainhead"  # kept from before the move (docs/architecture.md, "Moving a model")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +17,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
 
-from releases.audit.chain import link_hash, seal_pending, verify_chain
+from releases.audit.chain import canonical, checkpoint_signature, link_hash, seal_pending, verify_chain
 from releases.audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, AuditImmutable
 from releases.audit.services import audit_record
 from releases.catalog.models import Release
@@ -259,19 +262,92 @@ def test_audit_verify_reports_reordered_events(release: Release) -> None:
 
 
 @pytest.mark.django_db
-def test_the_periodic_check_verifies_only_the_tail_and_keeps_a_break(release: Release) -> None:
+def test_the_periodic_check_verifies_the_tail_then_sweeps_older_links_and_keeps_a_break(release: Release) -> None:
     events = record_events(release, 3)
     call_command("audit_verify")
     record_events(release, 2, start=3)
 
     from releases.audit.chain import verify_audit_chain_job
 
-    assert verify_audit_chain_job() == {"sealed": 2, "checked": 2, "through": 5, "ok": True}
+    assert verify_audit_chain_job() == {"sealed": 2, "checked": 2, "through": 5, "swept": 5, "ok": True}
     with as_attacker():
         raw("UPDATE releases_auditevent SET reason = 'x' WHERE id = %s", [events[0].pk])
-    assert verify_audit_chain_job()["ok"] is True  # the tail only: the full check finds it
+    # Past its checkpoint, the old row is found by the rolling re-verification, not only by a full check.
+    assert verify_audit_chain_job()["ok"] is False
+    head = AuditChainHead.objects.get(pk=1)
+    assert head.broken_sequence == 1 and "stored hash does not match" in head.broken_reason
     assert "BROKEN at sequence 1" in verify_fails()
     assert verify_audit_chain_job()["ok"] is False  # the break stays reported until a full check passes
+
+
+@pytest.mark.django_db
+def test_the_rolling_re_verification_resumes_where_it_stopped_and_starts_over(release: Release) -> None:
+    record_events(release, 5)
+    call_command("audit_verify")
+    from releases.audit.chain import sweep_older
+
+    assert (sweep_older(batch=2).through, sweep_older(batch=2).through, sweep_older(batch=2).through) == (2, 4, 5)
+    assert sweep_older(batch=2).through == 2  # covered everything: it starts over
+
+
+# --- The key: a chain no one without it can re-seal ----------------------------------------------------------
+@pytest.mark.django_db
+def test_a_full_re_seal_without_the_key_is_detected_and_named(release: Release) -> None:
+    events = record_events(release, 4)
+    seal_pending()
+    # The attacker rewrites an event and recomputes every link as a plain SHA-256 chain, and the head with it.
+    with as_attacker():
+        raw("UPDATE releases_auditevent SET reason = 'approved by the board' WHERE id = %s", [events[1].pk])
+        previous = GENESIS_HASH
+        for event in AuditEvent.objects.order_by("sequence"):
+            previous = hashlib.sha256((previous + canonical(event)).encode()).hexdigest()
+            raw("UPDATE releases_auditevent SET chain_hash = %s, chain_key_id = '' WHERE id = %s", [previous, event.pk])
+        raw("UPDATE releases_auditchainhead SET last_hash = %s WHERE id = 1", [previous])
+    message = verify_fails()
+    assert f"BROKEN at sequence 1 (event #{events[0].pk}): the link names no key" in message
+
+
+@pytest.mark.django_db
+def test_a_re_seal_with_another_key_is_detected(release: Release, settings: object) -> None:
+    events = record_events(release, 3)
+    seal_pending()
+    with as_attacker():
+        previous = GENESIS_HASH
+        for event in AuditEvent.objects.order_by("sequence"):
+            forged = hmac.new(b"g" * 32, (previous + "sk1" + canonical(event)).encode(), hashlib.sha256).hexdigest()
+            raw("UPDATE releases_auditevent SET chain_hash = %s WHERE id = %s", [forged, event.pk])
+            previous = forged
+        raw("UPDATE releases_auditchainhead SET last_hash = %s WHERE id = 1", [previous])
+    assert f"BROKEN at sequence 1 (event #{events[0].pk}): the stored hash does not match" in verify_fails()
+
+
+@pytest.mark.django_db
+def test_keys_rotate_old_links_verify_while_their_key_is_held(release: Release, settings: object) -> None:
+    settings.AUDIT_CHAIN_KEYS = {"2026a": b"a" * 32, "2026b": b"b" * 32}
+    settings.AUDIT_CHAIN_KEY_ID = "2026a"
+    record_events(release, 2)
+    seal_pending()
+    settings.AUDIT_CHAIN_KEY_ID = "2026b"
+    later = record_events(release, 2, start=2)
+    seal_pending()
+    assert [e.chain_key_id for e in AuditEvent.objects.order_by("sequence")] == ["2026a", "2026a", "2026b", "2026b"]
+    assert verify_chain().ok
+    settings.AUDIT_CHAIN_KEYS = {"2026b": b"b" * 32}  # the old key dropped too early
+    broken = verify_chain().broken
+    assert broken is not None and broken.sequence == 1
+    assert "names key '2026a', which this installation does not hold (2026b)" in broken.reason
+    assert later[0].pk  # the links of the new key are after the break
+
+
+@pytest.mark.django_db
+def test_audit_verify_prints_a_signed_checkpoint(release: Release, capsys: pytest.CaptureFixture[str]) -> None:
+    record_events(release, 3)
+    call_command("audit_verify", "--checkpoint")
+    statement = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    head = AuditChainHead.objects.get(pk=1)
+    assert (statement["sequence"], statement["last_hash"]) == (3, head.last_hash)
+    assert statement["signature"] == checkpoint_signature(3, head.last_hash)
+    assert statement["signature"] != checkpoint_signature(3, "0" * 64)
 
 
 # --- The audit page ------------------------------------------------------------------------------------

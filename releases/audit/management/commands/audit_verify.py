@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from releases.audit.chain import seal_pending, verify_chain
+from portal.core import clock
+from releases.audit.chain import checkpoint_signature, seal_pending, verify_chain
 
 
 class Command(BaseCommand):
@@ -21,6 +23,11 @@ class Command(BaseCommand):
             "--since-checkpoint",
             action="store_true",
             help="Verify only the events sealed since the last successful verification (what the periodic check does).",
+        )
+        parser.add_argument(
+            "--checkpoint",
+            action="store_true",
+            help="Also print a signed checkpoint (JSON) of the verified chain, for a third party to keep.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -37,3 +44,11 @@ class Command(BaseCommand):
                 f"last hash {result.last_hash}"
             )
         )
+        if options["checkpoint"]:
+            statement = {
+                "sequence": result.through,
+                "last_hash": result.last_hash,
+                "verified_at": clock.now().isoformat(),
+                "signature": checkpoint_signature(result.through, result.last_hash),
+            }
+            self.stdout.write(json.dumps(statement, sort_keys=True))
