@@ -329,6 +329,10 @@ def test_it_reads_a_releases_approval_with_its_decisions(call: Call, token: str,
 def test_it_requests_approval_for_a_release_registered_without_a_slot(call: Call, token: str, checkout) -> None:
     release = call("POST", "releases", token, {"application": "checkout", "version": "2.1.0"}).json()
     assert release["status"] == "registered"
+    # Approvers look at the slot before production: it must run the build they are asked about.
+    refused = call("POST", f"releases/{release['id']}/approval", token, {"reason": "Hotfix for checkout"})
+    assert refused.status_code == 409 and "The staging slot runs 1.0.0, not 2.1.0" in refused.json()["detail"]
+    checkout.simulator_slots.filter(slot_name="staging").update(version="2.1.0")  # the pipeline deployed it
 
     response = call("POST", f"releases/{release['id']}/approval", token, {"reason": "Hotfix for checkout"})
 
@@ -343,6 +347,7 @@ def test_it_requests_approval_for_a_release_registered_without_a_slot(call: Call
 
 def test_requesting_approval_takes_an_empty_body(call: Call, token: str, checkout) -> None:
     release = ReleaseFactory(application=checkout, version="2.1.0")
+    checkout.simulator_slots.filter(slot_name="staging").update(version="2.1.0")
 
     assert call("POST", f"releases/{release.pk}/approval", token).status_code == 201
 

@@ -120,6 +120,7 @@ def test_a_browser_session_has_its_own_keys(client: Client, release_manager: Use
 
 def test_control_calls_replay_too(call: Call, token: str, checkout) -> None:
     release = ReleaseFactory(application=checkout, version="2.1.0", status=ReleaseStatus.REGISTERED)
+    checkout.simulator_slots.filter(slot_name="staging").update(version="2.1.0")  # where approvers will look
     key = {"Idempotency-Key": "ask-once"}
 
     first = call("POST", f"releases/{release.pk}/approval", token, {}, headers=key)
