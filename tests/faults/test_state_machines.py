@@ -260,6 +260,7 @@ class ReleaseLifecycle(Checked):
         self._clock = clock.frozen(self.now)
         self._clock.__enter__()
         self.application = ApplicationFactory()
+        add_simulated_site(self.application)
         self.production = production_environment(self.application)
         self.people = {
             "manager": UserFactory(roles=[Role.RELEASE_MANAGER]),
@@ -291,7 +292,12 @@ class ReleaseLifecycle(Checked):
         first = intake.release_register(
             application=self.application, version="0.9.0", actor=self.people["manager_approver"]
         )
+        self.stage(first)
         return approval_request_open(release=first, actor=self.people["manager_approver"], environment=self.production)
+
+    def stage(self, release: Release) -> None:
+        """The pipeline deployed the build to staging (the newest registered build runs there)."""
+        SimulatorSlot.objects.filter(application=self.application, slot_name="staging").update(version=release.version)
 
     @rule(target=releases, request=requests)
     def release_of(self, request: ApprovalRequest) -> Release:
@@ -305,6 +311,7 @@ class ReleaseLifecycle(Checked):
 
         def call() -> None:
             box.append(intake.release_register(application=self.application, version=version, actor=self.people[who]))
+            self.stage(box[-1])
 
         if not self.act("register", call, expect_ok=not duplicate):
             return multiple()
@@ -315,7 +322,10 @@ class ReleaseLifecycle(Checked):
     def request_approval(self, release: Release, who: str) -> Any:
         release.refresh_from_db()
         pending = ApprovalRequest.objects.filter(release=release, status=R.PENDING).exists()
-        may = release.status == S.REGISTERED and not pending
+        staged = SimulatorSlot.objects.filter(
+            application=self.application, slot_name="staging", version=release.version
+        ).exists()  # approvers must find the build where they will look (a newer one may have replaced it)
+        may = release.status == S.REGISTERED and not pending and staged
         box: list[ApprovalRequest] = []
         opened = self.act(
             "request_approval",
