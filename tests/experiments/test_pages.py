@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -16,7 +15,7 @@ from portal.core import clock
 from releases.audit.models import AuditEvent
 from releases.catalog.models import Environment
 from strategies.experiments import analysis
-from strategies.experiments.models import Experiment, ExperimentSnapshot
+from strategies.experiments.models import Experiment
 from strategies.flags import changes
 from strategies.flags.models import Flag, FlagChangeRequest
 from tests.experiments.test_analysis import feed, simulate
@@ -194,22 +193,3 @@ def test_the_stop_button(running: Experiment, release_manager: User) -> None:
     assert response.status_code == 302
     assert Experiment.objects.get(pk=running.pk).status == "stopped"
     assert AuditEvent.objects.get(action="experiment.stopped").reason == "broken client"
-
-
-def test_the_demo_experiment_reads_correctly(viewer: User, django_db_blocker: Any) -> None:
-    from portal.demo.organisation import seed
-
-    seed(log=lambda _: None)
-    experiment = Experiment.objects.get(key="checkout-button-label")
-    assert experiment.status == "running" and ExperimentSnapshot.objects.filter(experiment=experiment).count() == 14
-    page = signed_in(viewer).get(detail_url(experiment))
-    assert "complete-order is better with 95% confidence." in page.text
-    assert "Sample ratio check: users per variant match" in page.text
-    no_nan(page.text)
-    decided = Experiment.objects.get(key="free-shipping-banner")
-    assert decided.status == "decided" and decided.decision["variant"] == "on"
-    assert "users_total" not in decided.decision and decided.decision["analysis"]["total_users"] == 9000
-    overview = signed_in(viewer).get(reverse("experiments_overview"))
-    assert "Checkout button label" in overview.text and "Free-shipping banner" in overview.text
-    flag = Flag.objects.get(pk=experiment.flag_id)
-    assert flag.rules["fallthrough"]["split"] == [["pay-now", 50], ["complete-order", 50]]

@@ -1,5 +1,5 @@
 """`manage.py seed_demo`: a believable organisation, played through the product, and running it again
-changes nothing.
+changes nothing; and what the other parts read of it (flags over OFREP, the experiments' pages).
 
 The demo is seeded once for the module (about 25 s), inside a transaction that is rolled back after its last
 test; each test reads it inside its own savepoint, so what one test does is not seen by the next.
@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 from django.apps import apps
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import transaction
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
+from django.urls import reverse
 
+from portal.demo.flags import DEMO_FLAG_API_KEY
 from portal.demo.organisation import DEMO_USERS
 from releases.approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest
 from releases.audit.models import AuditEvent
@@ -33,9 +36,11 @@ from releases.catalog.models import (
     SimulatorVersionProfile,
     Slot,
 )
-from strategies.experiments.models import Experiment
-from strategies.flags.models import Flag
+from strategies.experiments.models import Experiment, ExperimentSnapshot
+from strategies.flags import evaluation
+from strategies.flags.models import DarkLaunch, Flag
 from strategies.operations.models import Operation, OperationStatus, OperationStep, StepStatus
+from tests.experiments.test_pages import detail_url, no_nan, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -246,3 +251,46 @@ def test_a_failed_canary_leaves_its_release_rolled_back_and_production_untouched
     later = Release.objects.filter(application=release.application, created_at__gt=release.created_at)
     assert later.filter(status__in=[ReleaseStatus.SUPERSEDED, ReleaseStatus.LIVE]).exists()
     assert not SimulatorSwap.objects.filter(application=release.application, result__production=release.version)
+
+
+# --- what the other parts read of the demo ------------------------------------------------------------
+def test_the_demo_flags_render_and_answer_over_ofrep(seeded: str, client: Client, viewer: User) -> None:
+    """The demo's flags: every page renders, and the documented key gets answers over OFREP."""
+    evaluation.forget()  # no flag set remembered from another module's test (ids repeat across tests)
+    client.force_login(viewer)
+
+    assert client.get("/flags/").status_code == 200
+    assert client.get("/apps/checkout-web/flags/").status_code == 200
+    for flag in Flag.objects.all():
+        assert client.get(flag.get_absolute_url()).status_code == 200, flag.key
+    launch = DarkLaunch.objects.get(status="active")
+    assert client.get(launch.get_absolute_url()).status_code == 200
+    response = client.post(
+        "/ofrep/v1/evaluate/flags",
+        '{"context": {"targetingKey": "ana", "email": "ana@slipway.example"}}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {DEMO_FLAG_API_KEY}"},
+    )
+    flags = {f["key"]: f for f in response.json()["flags"]}
+    assert {k: flags[k]["value"] for k in ("payments-enabled", "one-click-pay", "max-cart-items")} == {
+        "payments-enabled": True,
+        "one-click-pay": True,
+        "max-cart-items": 100,
+    }
+    assert flags["recommendations-layout"]["value"] == {"layout": "grid", "columns": 3}
+
+
+def test_the_demo_experiment_reads_correctly(seeded: str, viewer: User) -> None:
+    experiment = Experiment.objects.get(key="checkout-button-label")
+    assert experiment.status == "running" and ExperimentSnapshot.objects.filter(experiment=experiment).count() == 14
+    page = signed_in(viewer).get(detail_url(experiment))
+    assert "complete-order is better with 95% confidence." in page.text
+    assert "Sample ratio check: users per variant match" in page.text
+    no_nan(page.text)
+    decided = Experiment.objects.get(key="free-shipping-banner")
+    assert decided.status == "decided" and decided.decision["variant"] == "on"
+    assert "users_total" not in decided.decision and decided.decision["analysis"]["total_users"] == 9000
+    overview = signed_in(viewer).get(reverse("experiments_overview"))
+    assert "Checkout button label" in overview.text and "Free-shipping banner" in overview.text
+    flag = Flag.objects.get(pk=experiment.flag_id)
+    assert flag.rules["fallthrough"]["split"] == [["pay-now", 50], ["complete-order", 50]]
